@@ -1,0 +1,93 @@
+"""System checks: misconfiguration is reported by ``manage.py check``, never by an import crash.
+
+=============  ==============================================================
+paygate.E001   ``PAYGATE`` has an unknown key or a malformed provider entry
+paygate.E002   a provider's ``BACKEND`` cannot be imported or built (bad option,
+               missing secret)
+paygate.E003   ``DEFAULT_PROVIDER`` names no configured provider
+paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
+               that subclasses ``AbstractPayment``
+paygate.W001   a provider has no webhook secret: its webhooks will all be refused
+paygate.W002   the dummy provider is enabled while ``DEBUG = False``
+paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
+=============  ==============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from django_paygate.conf import paygate_settings
+from django_paygate.exceptions import ConfigurationError
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django_paygate.providers import build_provider
+    from django_paygate.providers.dummy import DummyProvider
+
+    problems = paygate_settings.validate()
+    messages: list[CheckMessage] = [
+        Error(problem, hint="See docs/settings.md.", id="paygate.E001") for problem in problems
+    ]
+    if problems:
+        return messages
+    providers = paygate_settings.PROVIDERS
+    for alias, conf in providers.items():
+        try:
+            provider = build_provider(alias, conf)
+        except ConfigurationError as exc:
+            messages.append(Error(str(exc), obj=f"PAYGATE['PROVIDERS'][{alias!r}]", id="paygate.E002"))
+            continue
+        if "webhook_secret" in provider.default_options and not provider.webhook_secrets():
+            messages.append(
+                Warning(
+                    f"Provider {alias!r} has no webhook_secret: every webhook it sends will be refused.",
+                    hint="Set OPTIONS['webhook_secret'] (a list during rotation).",
+                    id="paygate.W001",
+                )
+            )
+        if isinstance(provider, DummyProvider) and not settings.DEBUG:
+            messages.append(
+                Warning(
+                    f"The dummy provider is enabled as {alias!r} while DEBUG is False.",
+                    hint="Remove it from PAYGATE['PROVIDERS'] in production: it accepts test cards.",
+                    id="paygate.W002",
+                )
+            )
+    try:
+        default = paygate_settings.DEFAULT_PROVIDER
+    except ConfigurationError as exc:
+        messages.append(Error(str(exc), id="paygate.E003"))
+    else:
+        if default not in providers:
+            messages.append(
+                Error(f"DEFAULT_PROVIDER {default!r} is not in PAYGATE['PROVIDERS'].", id="paygate.E003")
+            )
+    retention = paygate_settings.WEBHOOK_RETENTION_DAYS
+    if not isinstance(retention, int) or retention < 7:
+        messages.append(
+            Warning(
+                f"WEBHOOK_RETENTION_DAYS is {retention!r}: providers retry for up to 3 days, "
+                "and a pruned event can be processed again.",
+                hint="Keep at least 7 days.",
+                id="paygate.W003",
+            )
+        )
+    return messages
+
+
+@register(Tags.models)
+def check_payment_model(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django_paygate.models import AbstractPayment, get_payment_model
+
+    try:
+        model = get_payment_model()
+    except Exception as exc:
+        return [Error(f"PAYGATE_PAYMENT_MODEL cannot be loaded: {exc}", id="paygate.E004")]
+    if not issubclass(model, AbstractPayment):
+        return [Error(f"{model.__name__} does not subclass AbstractPayment.", id="paygate.E004")]
+    return []

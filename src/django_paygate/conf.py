@@ -1,0 +1,140 @@
+"""The one reader of ``settings.PAYGATE``.
+
+Values are read when they are used, never at import time, so
+``override_settings(PAYGATE=...)`` works in tests and a bad setting is
+reported by ``manage.py check`` instead of crashing an import::
+
+    from django_paygate.conf import paygate_settings
+    paygate_settings.DEFAULT_PROVIDER
+
+Every key and its default is in :data:`DEFAULTS`; docs/settings.md explains
+each one. An unknown key is an error that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from django_paygate.exceptions import ConfigurationError
+
+DUMMY_BACKEND = "django_paygate.providers.dummy.DummyProvider"
+
+DEFAULTS: Mapping[str, Any] = {
+    # Alias of the provider used when a caller names none.
+    "DEFAULT_PROVIDER": None,
+    # alias -> {"BACKEND": dotted path or entry point name, "OPTIONS": {...}}.
+    # None means the dummy provider alone.
+    "PROVIDERS": None,
+    # Webhook bodies larger than this are refused with 413 before any signature work.
+    "WEBHOOK_MAX_BODY_SIZE": 1024 * 1024,
+    # How long processed webhook events are kept (paygate_prune_webhooks).
+    "WEBHOOK_RETENTION_DAYS": 30,
+    # A payment in flight with no news for this many seconds is "stuck" for paygate_sync.
+    "SYNC_STUCK_AFTER": 15 * 60,
+    # Addresses of reverse proxies whose X-Forwarded-For is believed (CIDR strings).
+    "TRUSTED_PROXIES": [],
+    # The Tasks framework backend alias that delivers notifications.
+    "TASK_BACKEND": "default",
+    # Email notifications: see docs/emails.md.
+    "EMAILS": {},
+    # Outbox delivery: attempts before a notification is given up, and the first backoff (s).
+    "NOTIFICATION_MAX_ATTEMPTS": 8,
+    "NOTIFICATION_RETRY_DELAY": 60,
+    # JSON API: rate limits, body limits. See docs/api.md.
+    "RATE_LIMITS": {},
+    "API_MAX_METADATA_BYTES": 4096,
+    "CACHE": "default",
+}
+
+PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
+
+
+def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str) -> str:
+    hint = difflib.get_close_matches(key, sorted(known), n=1)
+    suffix = f" Did you mean {hint[0]!r}?" if hint else ""
+    return f"Unknown key {key!r} in {where}.{suffix} Known keys: {', '.join(sorted(known))}."
+
+
+class PaygateSettings:
+    """Typed, lazy access to ``settings.PAYGATE`` with defaults."""
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        value = getattr(settings, "PAYGATE", None)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigurationError("settings.PAYGATE must be a dict.")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(name)
+        return self.raw.get(name, DEFAULTS[name])
+
+    @property
+    def PROVIDERS(self) -> dict[str, dict[str, Any]]:  # noqa: N802 (a setting's name)
+        providers = self.raw.get("PROVIDERS")
+        if providers is None:
+            return {"dummy": {"BACKEND": DUMMY_BACKEND, "OPTIONS": {}}}
+        if not isinstance(providers, Mapping):
+            raise ConfigurationError("PAYGATE['PROVIDERS'] must be a dict of alias -> config.")
+        return {str(alias): dict(conf) for alias, conf in providers.items()}
+
+    @property
+    def DEFAULT_PROVIDER(self) -> str:  # noqa: N802
+        default = self.raw.get("DEFAULT_PROVIDER")
+        if default:
+            return str(default)
+        providers = self.PROVIDERS
+        if len(providers) == 1:
+            return next(iter(providers))
+        if "dummy" in providers:
+            return "dummy"
+        raise ConfigurationError(
+            "PAYGATE['DEFAULT_PROVIDER'] is not set and more than one provider is configured."
+        )
+
+    def provider_config(self, alias: str) -> dict[str, Any]:
+        from django_paygate.exceptions import UnknownProvider
+
+        try:
+            return self.PROVIDERS[alias]
+        except KeyError:
+            raise UnknownProvider(f"No payment provider is configured as {alias!r}.") from None
+
+    def validate(self) -> list[str]:
+        """Every problem with the keys of ``PAYGATE``, as messages (empty when fine)."""
+        problems = []
+        try:
+            raw = self.raw
+        except ConfigurationError as exc:
+            return [str(exc)]
+        problems += [
+            _unknown_key_message(key, set(DEFAULTS), "settings.PAYGATE")
+            for key in raw
+            if key not in DEFAULTS
+        ]
+        try:
+            providers = self.PROVIDERS
+        except ConfigurationError as exc:
+            return [*problems, str(exc)]
+        for alias, conf in providers.items():
+            where = f"PAYGATE['PROVIDERS'][{alias!r}]"
+            problems += [
+                _unknown_key_message(key, PROVIDER_KEYS, where)
+                for key in conf
+                if key not in PROVIDER_KEYS
+            ]
+            if not conf.get("BACKEND"):
+                problems.append(f"{where} has no 'BACKEND'.")
+            if not isinstance(conf.get("OPTIONS", {}), Mapping):
+                problems.append(f"{where}['OPTIONS'] must be a dict.")
+        return problems
+
+
+paygate_settings = PaygateSettings()

@@ -1,0 +1,126 @@
+"""The exceptions django-paygate raises.
+
+Everything the library raises on purpose is a :class:`PaygateError`. Each
+class carries a machine-readable ``code`` and the HTTP status the JSON API
+answers with, so views never need a mapping table of their own.
+
+This module imports nothing from Django, so providers and pure helpers can
+use it freely. Messages never contain secrets, card data or raw provider
+payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PaygateError(Exception):
+    """Root of every error django-paygate raises on purpose."""
+
+    code: ClassVar[str] = "paygate_error"
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, message: str = "", *, provider: str | None = None, **extra: Any) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip().splitlines()[0]
+        self.provider = provider
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(PaygateError):
+    """The PAYGATE setting is missing something or holds something wrong."""
+
+    code = "configuration_error"
+    status_code = 500
+
+
+class UnknownProvider(ConfigurationError, LookupError):
+    """No provider is configured under that alias."""
+
+    code = "unknown_provider"
+    status_code = 400
+
+
+class InvalidAmount(PaygateError, ValueError):
+    """The amount or currency cannot be charged."""
+
+    code = "invalid_amount"
+    status_code = 400
+
+
+class InvalidTransition(PaygateError):
+    """The payment is not in a state that allows this operation."""
+
+    code = "invalid_state"
+    status_code = 409
+
+
+class RefundExceedsCaptured(InvalidAmount):
+    """The refund is larger than what is left to refund."""
+
+    code = "refund_exceeds_captured"
+    status_code = 400
+
+
+class IdempotencyConflict(PaygateError):
+    """The idempotency key was already used with different parameters."""
+
+    code = "idempotency_conflict"
+    status_code = 409
+
+
+class PaymentDeclined(PaygateError):
+    """The provider declined the payment."""
+
+    code = "payment_declined"
+    status_code = 402
+
+    def __init__(self, message: str = "", *, decline_code: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.decline_code = decline_code
+
+
+class ActionRequired(PaygateError):
+    """The customer must complete an extra step (for example 3-D Secure)."""
+
+    code = "action_required"
+    status_code = 402
+
+    def __init__(self, message: str = "", *, next_action: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.next_action = next_action
+
+
+class ProviderError(PaygateError):
+    """The provider refused the request."""
+
+    code = "provider_error"
+    status_code = 502
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or did not answer in time.
+
+    The outcome of the call is unknown. It is safe to retry with the same
+    idempotency key; ``sync_payment`` resolves the payment either way.
+    """
+
+    code = "provider_unavailable"
+    status_code = 503
+
+
+class ProviderIdempotencyError(ProviderError):
+    """The provider rejected a reused idempotency key as a different request."""
+
+    code = "provider_idempotency_error"
+    status_code = 409
+
+
+class WebhookVerificationError(PaygateError):
+    """The webhook's signature, headers or body could not be verified."""
+
+    code = "webhook_verification_failed"
+    status_code = 400

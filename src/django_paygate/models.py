@@ -1,0 +1,380 @@
+"""Payments, refunds, disputes, the webhook inbox, the audit trail and the outbox.
+
+Amounts are integers in the currency's minor unit (see :mod:`money`). The
+database itself refuses a negative amount, a capture above the amount and a
+refund total above the capture, so no bug in code above it can invent money.
+
+Rows are written by :mod:`django_paygate.services` and
+:mod:`django_paygate.webhooks` only. Read them freely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import swapper
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from django_paygate.states import CaptureMethod, DisputeStatus, PaymentStatus, RefundStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def _choices(enum: Any) -> list[tuple[str, str]]:
+    return [(member.value, member.label) for member in enum]
+
+
+class Source(models.TextChoices):
+    API = "api", _("API")
+    WEBHOOK = "webhook", _("Webhook")
+    SYNC = "sync", _("Sync")
+    ADMIN = "admin", _("Admin")
+
+
+class AbstractPayment(models.Model):
+    """One attempt to take an amount of money from a customer.
+
+    Subclass it to add fields (an FK to your own ``Order``) and point
+    ``PAYGATE_PAYMENT_MODEL`` at the subclass, as you would with
+    ``AUTH_USER_MODEL``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(_("provider"), max_length=64)
+    provider_payment_id = models.CharField(
+        _("provider payment id"), max_length=255, null=True, blank=True
+    )
+    #: Non-secret references the provider needs later (a Razorpay payment id, a Stripe charge id).
+    provider_data = models.JSONField(_("provider references"), default=dict, blank=True)
+
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    amount_captured = models.BigIntegerField(_("captured (minor units)"), default=0)
+    amount_refunded = models.BigIntegerField(_("refunded (minor units)"), default=0)
+    status = models.CharField(
+        _("status"), max_length=32, choices=_choices(PaymentStatus), default=PaymentStatus.PENDING.value
+    )
+    capture_method = models.CharField(
+        _("capture method"),
+        max_length=16,
+        choices=[(m.value, m.value.capitalize()) for m in CaptureMethod],
+        default=CaptureMethod.AUTOMATIC.value,
+    )
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="%(app_label)s_%(class)ss",
+    )
+    email = models.EmailField(_("email"), blank=True)
+    description = models.CharField(_("description"), max_length=1000, blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+
+    idempotency_key = models.CharField(
+        _("idempotency key"), max_length=255, unique=True, null=True, blank=True
+    )
+    #: A digest of the parameters the idempotency key was first used with.
+    request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+
+    failure_code = models.CharField(_("failure code"), max_length=128, blank=True)
+    failure_message = models.TextField(_("failure message"), blank=True)
+
+    needs_review = models.BooleanField(_("needs review"), default=False)
+    review_reason = models.TextField(_("review reason"), blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    succeeded_at = models.DateTimeField(_("succeeded"), null=True, blank=True)
+    canceled_at = models.DateTimeField(_("canceled"), null=True, blank=True)
+
+    #: What the front end needs next; set by services, never stored.
+    client_data: Mapping[str, Any] | None = None
+    #: The provider's next step for ``requires_action`` (3-D Secure); never stored.
+    next_action: Mapping[str, Any] | None = None
+
+    class Meta:
+        abstract = True
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("provider", "provider_payment_id"),
+                name="%(app_label)s_%(class)s_provider_id_uniq",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="%(app_label)s_%(class)s_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_captured__gte=0, amount_captured__lte=F("amount")),
+                name="%(app_label)s_%(class)s_captured_le_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount_captured")),
+                name="%(app_label)s_%(class)s_refunded_le_captured",
+            ),
+        ]
+        # Unnamed: Django derives short names per concrete model (swapped ones too).
+        indexes = [
+            models.Index(fields=("status", "updated_at")),
+            models.Index(fields=("created_at",)),
+            models.Index(fields=("user", "created_at")),
+            models.Index(fields=("needs_review", "created_at")),
+        ]
+
+    def __str__(self) -> str:
+        from django_paygate.money import format_money
+
+        return f"{format_money(self.amount, self.currency)} {self.status} ({self.id})"
+
+    @property
+    def status_enum(self) -> PaymentStatus:
+        return PaymentStatus(self.status)
+
+    @property
+    def amount_refundable(self) -> int:
+        """Captured minus refunded; pending refunds are not subtracted here."""
+        return self.amount_captured - self.amount_refunded
+
+
+class Payment(AbstractPayment):
+    class Meta(AbstractPayment.Meta):
+        swappable = swapper.swappable_setting("paygate", "Payment")
+
+
+PAYMENT_MODEL = swapper.get_model_name("paygate", "Payment")
+
+
+class Refund(models.Model):
+    """Money going back to the customer: a record, not just a number."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    payment = models.ForeignKey(
+        PAYMENT_MODEL, verbose_name=_("payment"), on_delete=models.PROTECT, related_name="refunds"
+    )
+    provider_refund_id = models.CharField(
+        _("provider refund id"), max_length=255, null=True, blank=True
+    )
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    status = models.CharField(
+        _("status"), max_length=16, choices=_choices(RefundStatus), default=RefundStatus.PENDING.value
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    idempotency_key = models.CharField(
+        _("idempotency key"), max_length=255, unique=True, null=True, blank=True
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    succeeded_at = models.DateTimeField(_("succeeded"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ("created_at",)
+        permissions = [("refund_payment", _("Can refund payments"))]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="paygate_refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=("payment", "provider_refund_id"), name="paygate_refund_provider_id_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        from django_paygate.money import format_money
+
+        return f"Refund {format_money(self.amount, self.currency)} {self.status}"
+
+
+class Dispute(models.Model):
+    """A chargeback the customer's bank opened against a payment."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    payment = models.ForeignKey(
+        PAYMENT_MODEL, verbose_name=_("payment"), on_delete=models.PROTECT, related_name="disputes"
+    )
+    provider_dispute_id = models.CharField(_("provider dispute id"), max_length=255)
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=_choices(DisputeStatus), default=DisputeStatus.OPEN.value
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("payment", "provider_dispute_id"), name="paygate_dispute_provider_id_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.provider_dispute_id} {self.status}"
+
+
+class WebhookEvent(models.Model):
+    """The inbox: every verified webhook delivery, once per provider event id."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored")
+        FAILED = "failed", _("Failed")
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(_("provider"), max_length=64)
+    event_id = models.CharField(_("event id"), max_length=255)
+    type = models.CharField(_("type"), max_length=128, blank=True)
+    #: The raw body, exactly as received (verified UTF-8).
+    payload = models.TextField(_("payload"))
+    #: A few non-secret headers (never the signature).
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RECEIVED
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    error = models.TextField(_("error"), blank=True)
+    payment = models.ForeignKey(
+        PAYMENT_MODEL,
+        verbose_name=_("payment"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_events",
+    )
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ("-received_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("provider", "event_id"), name="paygate_webhookevent_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=("status", "received_at"), name="paygate_webhook_status_idx"),
+            models.Index(fields=("provider", "received_at"), name="paygate_webhook_provider_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type or '?'} {self.event_id}"
+
+
+class PaymentEvent(models.Model):
+    """The audit trail: one row per status change or movement of money."""
+
+    id = models.BigAutoField(primary_key=True)
+    payment = models.ForeignKey(
+        PAYMENT_MODEL, verbose_name=_("payment"), on_delete=models.PROTECT, related_name="events"
+    )
+    from_status = models.CharField(_("from"), max_length=32, blank=True)
+    to_status = models.CharField(_("to"), max_length=32, blank=True)
+    #: Money moved by this change (a capture, a refund), in minor units.
+    amount = models.BigIntegerField(_("amount"), null=True, blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    webhook_event = models.ForeignKey(
+        WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment event")
+        verbose_name_plural = _("payment events")
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status or '-'} ({self.source})"
+
+
+class Notification(models.Model):
+    """The outbox: a post-commit signal and email owed for one change.
+
+    Written in the same transaction as the change, so a rolled-back change
+    owes nothing and a committed one is never forgotten. Delivered after
+    commit by a task (see :mod:`django_paygate.notifications`).
+    """
+
+    class Kind(models.TextChoices):
+        PAYMENT_SUCCEEDED = "payment_succeeded", _("Payment succeeded")
+        PAYMENT_FAILED = "payment_failed", _("Payment failed")
+        PAYMENT_CANCELED = "payment_canceled", _("Payment canceled")
+        PAYMENT_AUTHORIZED = "payment_authorized", _("Payment authorized")
+        PAYMENT_NEEDS_REVIEW = "payment_needs_review", _("Payment needs review")
+        REFUND_SUCCEEDED = "refund_succeeded", _("Refund succeeded")
+        REFUND_FAILED = "refund_failed", _("Refund failed")
+        DISPUTE_OPENED = "dispute_opened", _("Dispute opened")
+        DISPUTE_CLOSED = "dispute_closed", _("Dispute closed")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Given up")
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    payment = models.ForeignKey(
+        PAYMENT_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE)
+    dispute = models.ForeignKey(Dispute, null=True, blank=True, on_delete=models.CASCADE)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    #: The post-commit signal went out (it is never sent twice, even if the email is retried).
+    signal_sent = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ("id",)
+        indexes = [
+            models.Index(fields=("status", "next_attempt_at"), name="paygate_notification_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.status})"
+
+
+def get_payment_model() -> type[AbstractPayment]:
+    """The payment model in use (``PAYGATE_PAYMENT_MODEL``, else ``paygate.Payment``)."""
+    model: type[AbstractPayment] = swapper.load_model("paygate", "Payment")
+    return model

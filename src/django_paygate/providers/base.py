@@ -1,0 +1,287 @@
+"""The interface every payment provider implements.
+
+A provider is an adapter between django-paygate and one payment API. It
+translates our payments into the provider's calls and the provider's answers
+and webhook events into the neutral, frozen dataclasses below. It never
+touches the database: :mod:`django_paygate.services` and
+:mod:`django_paygate.webhooks` decide what to write.
+
+Outbound calls receive our ``payment`` (or ``refund``) to read from, and an
+``idempotency_key`` derived from our row. They must send that key (or the
+provider's equivalent) so that a retry after a timeout, or after a restart,
+cannot charge or refund twice. They raise only :mod:`django_paygate.exceptions`
+errors: :class:`ProviderUnavailable` when the outcome is unknown (timeouts,
+connection errors, 5xx, 429), :class:`ProviderError` when the provider said
+no, :class:`PaymentDeclined` for declines, :class:`InvalidAmount` before any
+network call for what the provider cannot charge.
+
+Inbound calls are pure functions of the raw body and headers:
+:meth:`BaseProvider.verify_webhook` checks the signature over the exact bytes
+received, :meth:`BaseProvider.parse_webhook` turns the event into a
+:class:`ProviderEvent`.
+
+A third-party provider subclasses :class:`BaseProvider`, sets ``name``,
+``default_options`` (and ``required_options`` / ``secret_options``), and
+implements the methods; see ADDING_PROVIDERS.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django_paygate import money
+from django_paygate.exceptions import ConfigurationError, InvalidAmount, WebhookVerificationError
+from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
+
+if TYPE_CHECKING:
+    from django_paygate.models import AbstractPayment, Refund
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """A refund as the provider reports it."""
+
+    provider_refund_id: str
+    status: RefundStatus
+    amount: int
+    currency: str
+    provider_payment_id: str | None = None
+    #: Our Refund's id, when the provider echoes it back (metadata / notes).
+    our_refund_id: str | None = None
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderDispute:
+    """A dispute (chargeback) as the provider reports it."""
+
+    provider_dispute_id: str
+    status: DisputeStatus
+    amount: int
+    currency: str
+    provider_payment_id: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    """A payment as the provider reports it, in our terms.
+
+    ``status`` is ``None`` when the answer says nothing about the status.
+    ``client_data`` is what the customer's browser needs (a Stripe
+    ``client_secret``, a Razorpay ``order_id``): it is handed to the caller
+    and never stored or logged. ``provider_data`` holds non-secret references
+    the provider needs later (a Razorpay payment id, a Stripe charge id); they
+    are merged into ``payment.provider_data``.
+    """
+
+    provider_payment_id: str | None
+    status: PaymentStatus | None
+    amount: int | None = None
+    currency: str | None = None
+    amount_captured: int | None = None
+    failure_code: str = ""
+    failure_message: str = ""
+    client_data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    next_action: Mapping[str, Any] | None = field(default=None, repr=False)
+    provider_data: Mapping[str, Any] = field(default_factory=dict)
+    refunds: tuple[ProviderRefund, ...] = ()
+    #: Our Payment's id, when the provider echoes it back (metadata / receipt).
+    our_payment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified webhook event, parsed into neutral terms.
+
+    At most one of ``payment``, ``refund`` and ``dispute`` is usually set;
+    none of them means the event type is not one django-paygate acts on
+    (it is stored and marked ignored).
+    """
+
+    event_id: str
+    type: str
+    payment: ProviderPayment | None = None
+    refund: ProviderRefund | None = None
+    dispute: ProviderDispute | None = None
+    #: Our Payment's id from the event's metadata, if present.
+    our_payment_id: str | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def provider_payment_id(self) -> str | None:
+        for part in (self.payment, self.refund, self.dispute):
+            if part is not None and part.provider_payment_id:
+                return part.provider_payment_id
+        return None
+
+    @property
+    def actionable(self) -> bool:
+        return any(part is not None for part in (self.payment, self.refund, self.dispute))
+
+
+class RedactedOptions(dict[str, Any]):
+    """A provider's options; ``repr`` hides the secret ones."""
+
+    secret_keys: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in self.secret_keys and v else v) for k, v in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
+
+
+class BaseProvider:
+    """Base class of every payment provider adapter."""
+
+    #: Human name, for messages and the admin.
+    name: ClassVar[str] = ""
+    #: Every option the provider accepts, with its default.
+    default_options: ClassVar[Mapping[str, Any]] = {}
+    #: Options that must be set (non-empty).
+    required_options: ClassVar[tuple[str, ...]] = ()
+    #: Options never shown in ``repr``, logs or errors.
+    secret_options: ClassVar[tuple[str, ...]] = ("webhook_secret",)
+    #: Currencies the provider can charge; ``None`` means any ISO 4217 currency.
+    supported_currencies: ClassVar[frozenset[str] | None] = None
+    #: Smallest chargeable amount, in minor units, per currency.
+    minimum_amounts: ClassVar[Mapping[str, int]] = {}
+    #: Header keys (lower case) worth keeping on a stored webhook event.
+    webhook_headers_to_keep: ClassVar[tuple[str, ...]] = ("user-agent", "content-type")
+
+    def __init__(self, alias: str, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.default_options))
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option {unknown[0]!r} for provider {alias!r} ({type(self).__name__}). "
+                f"Known options: {', '.join(sorted(self.default_options)) or 'none'}."
+            )
+        merged = RedactedOptions({**self.default_options, **options})
+        merged.secret_keys = frozenset(self.secret_options)
+        missing = [key for key in self.required_options if not merged.get(key)]
+        if missing:
+            raise ConfigurationError(
+                f"Provider {alias!r} ({type(self).__name__}) needs the option {missing[0]!r}."
+            )
+        self.alias = alias
+        self.options = merged
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+    # -- amounts -------------------------------------------------------------
+
+    def validate_amount(self, amount: int, currency: str) -> None:
+        """Refuse, before any network call, what this provider cannot charge.
+
+        Subclasses add their own rules and call ``super()``.
+        """
+        if self.supported_currencies is not None and currency not in self.supported_currencies:
+            raise InvalidAmount(f"{self.name} does not accept {currency}.", provider=self.alias)
+        minimum = self.minimum_amounts.get(currency)
+        if minimum is not None and amount < minimum:
+            raise InvalidAmount(
+                f"{self.name} cannot charge less than "
+                f"{money.format_money(minimum, currency)} in {currency}.",
+                provider=self.alias,
+            )
+
+    # -- outbound calls ------------------------------------------------------
+
+    def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
+        """Create the provider's object for ``payment`` (a PaymentIntent, an Order)."""
+        raise NotImplementedError
+
+    def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
+        """What the front end needs to continue ``payment`` (may call the provider)."""
+        raise NotImplementedError
+
+    def confirm_payment(
+        self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
+    ) -> ProviderPayment:
+        """Confirm with the provider's own confirmation data (a card, a signature)."""
+        raise NotImplementedError
+
+    def capture_payment(
+        self, payment: AbstractPayment, *, amount: int, idempotency_key: str
+    ) -> ProviderPayment:
+        """Capture ``amount`` of an authorized payment."""
+        raise NotImplementedError
+
+    def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
+        """Cancel (void) a payment that has not been captured."""
+        raise NotImplementedError
+
+    def refund_payment(
+        self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
+    ) -> ProviderRefund:
+        """Refund ``refund.amount`` of ``payment``."""
+        raise NotImplementedError
+
+    def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
+        """The provider's current truth about ``payment``, with its refunds.
+
+        A payment the provider has no record of comes back with
+        ``provider_payment_id=None`` and ``status=None``.
+        """
+        raise NotImplementedError
+
+    # -- inbound webhooks ----------------------------------------------------
+
+    def webhook_secrets(self) -> list[str]:
+        """The configured webhook secrets (a list during rotation)."""
+        value = self.options.get("webhook_secret")
+        if not value:
+            return []
+        secrets = [value] if isinstance(value, str) else list(value)
+        return [s for s in secrets if isinstance(s, str) and s.strip()]
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider."""
+        raise NotImplementedError
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        """Turn a verified webhook into a :class:`ProviderEvent`.
+
+        Raise :class:`WebhookVerificationError` for a body that is not valid
+        (not JSON, no event id).
+        """
+        raise NotImplementedError
+
+
+def hmac_sha256_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, "sha256").hexdigest()
+
+
+def signature_matches(candidates: Iterable[str], expected: Iterable[str]) -> bool:
+    """Constant-time comparison of any candidate with any expected hex digest.
+
+    Candidates that are not ASCII, or not hex of the right shape, simply fail
+    to match (no ``TypeError`` escapes, unlike ``hmac.compare_digest`` on
+    non-ASCII ``str``).
+    """
+    expected_bytes = [e.encode("ascii") for e in expected]
+    matched = False
+    for candidate in candidates:
+        try:
+            raw = candidate.strip().encode("ascii")
+        except (UnicodeEncodeError, AttributeError):
+            continue
+        for exp in expected_bytes:
+            matched |= hmac.compare_digest(raw, exp)
+    return matched
+
+
+def decode_json_body(body: bytes) -> Any:
+    """The JSON of a webhook body, or :class:`WebhookVerificationError`."""
+    import json
+
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WebhookVerificationError("The webhook body is not valid UTF-8 JSON.") from exc

@@ -1,0 +1,773 @@
+"""The only doors to money.
+
+Every function here follows the same five rules:
+
+1. No database transaction is held open across a network call. The intent is
+   written first (the payment row, or a ``pending`` refund that reserves its
+   amount) and committed; the provider is called with an idempotency key
+   derived from that row; the answer is applied in a second short transaction.
+   A retry reuses the key, so nobody is charged or refunded twice.
+2. Every status change goes through :func:`_change`, under
+   ``select_for_update()`` on the payment row, checked against
+   :data:`~django_paygate.states.PAYMENT_TRANSITIONS`, with an audit row and the
+   ``payment_status_changed`` signal inside the transaction.
+3. Money invariants are checked under that lock: captured <= amount, and
+   refunded + pending refunds <= captured. The database enforces the first two
+   again with check constraints.
+4. Side effects (post-commit signals, emails) are owed through an outbox row in
+   the same transaction and delivered after commit, exactly once.
+5. A payment left between steps by a crash or a timeout is repaired by
+   :func:`sync_payment` (and ``manage.py paygate_sync``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from django_paygate import money
+from django_paygate.exceptions import (
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidTransition,
+    PaygateError,
+    PaymentDeclined,
+    ProviderError,
+    ProviderIdempotencyError,
+    ProviderUnavailable,
+    RefundExceedsCaptured,
+)
+from django_paygate.models import (
+    AbstractPayment,
+    Dispute,
+    Notification,
+    PaymentEvent,
+    Refund,
+    Source,
+    WebhookEvent,
+    get_payment_model,
+)
+from django_paygate.providers import get_provider
+from django_paygate.signals import payment_status_changed
+from django_paygate.states import (
+    IN_FLIGHT_PAYMENT_STATUSES,
+    DisputeStatus,
+    PaymentStatus,
+    RefundStatus,
+    can_transition,
+    can_transition_refund,
+    is_stale,
+    status_after_refund,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from django_paygate.providers.base import (
+        BaseProvider,
+        ProviderDispute,
+        ProviderEvent,
+        ProviderPayment,
+        ProviderRefund,
+    )
+
+    UserLike = AbstractBaseUser | AnonymousUser | None
+
+logger = logging.getLogger("django_paygate")
+
+P = PaymentStatus
+
+#: Payment statuses that owe the customer a post-commit notification.
+_NOTIFY_ON = {
+    P.SUCCEEDED: Notification.Kind.PAYMENT_SUCCEEDED,
+    P.FAILED: Notification.Kind.PAYMENT_FAILED,
+    P.CANCELED: Notification.Kind.PAYMENT_CANCELED,
+    P.AUTHORIZED: Notification.Kind.PAYMENT_AUTHORIZED,
+}
+
+MAX_METADATA_KEYS = 50
+
+
+# ---------------------------------------------------------------------------
+# The one state-change function and its helpers (always under the row lock)
+# ---------------------------------------------------------------------------
+
+
+def _lock(pk: Any) -> AbstractPayment:
+    """The payment row, locked until the end of the current transaction."""
+    return get_payment_model().objects.select_for_update().get(pk=pk)
+
+
+def _user_or_none(user: UserLike) -> Any:
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _owe(kind: str, payment: AbstractPayment, *, refund: Refund | None = None,
+         dispute: Dispute | None = None) -> None:
+    """Write an outbox row and deliver it after commit (rule 4)."""
+    from django_paygate.notifications import deliver_after_commit
+
+    notification = Notification.objects.create(kind=kind, payment=payment, refund=refund, dispute=dispute)
+    deliver_after_commit(notification.pk)
+
+
+def _change(
+    payment: AbstractPayment,
+    to_status: PaymentStatus,
+    *,
+    source: str,
+    fields: tuple[str, ...] = (),
+    amount: int | None = None,
+    note: str = "",
+    webhook_event: WebhookEvent | None = None,
+    refund: Refund | None = None,
+    user: UserLike = None,
+    notify: bool = True,
+) -> None:
+    """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
+
+    Raises :class:`InvalidTransition` when the table does not allow it.
+    Writes the audit row, sends ``payment_status_changed`` inside the
+    transaction, and owes the post-commit notification.
+    """
+    old = PaymentStatus(payment.status)
+    if to_status != old and not can_transition(old, to_status):
+        raise InvalidTransition(f"A {old} payment cannot become {to_status}.")
+    if to_status == old and not can_transition(old, to_status) and not fields:
+        return
+    now = timezone.now()
+    payment.status = to_status.value
+    changed = {"status", "updated_at", *fields}
+    if to_status == P.SUCCEEDED and payment.succeeded_at is None:
+        payment.succeeded_at = now
+        changed.add("succeeded_at")
+    if to_status == P.CANCELED:
+        payment.canceled_at = now
+        changed.add("canceled_at")
+    if to_status in {P.SUCCEEDED, P.AUTHORIZED, P.PROCESSING, P.REQUIRES_ACTION} and payment.failure_code:
+        payment.failure_code = payment.failure_message = ""
+        changed |= {"failure_code", "failure_message"}
+    payment.save(update_fields=sorted(changed))
+    PaymentEvent.objects.create(
+        payment=payment,
+        from_status=old.value,
+        to_status=to_status.value,
+        amount=amount,
+        source=source,
+        note=note[:500],
+        webhook_event=webhook_event,
+        refund=refund,
+        user=_user_or_none(user),
+    )
+    if to_status != old:
+        payment_status_changed.send(
+            sender=type(payment), payment=payment, old_status=old.value,
+            new_status=to_status.value, source=source,
+        )
+        if notify and to_status in _NOTIFY_ON:
+            _owe(_NOTIFY_ON[to_status], payment)
+
+
+def _flag_for_review(payment: AbstractPayment, reason: str, *, source: str,
+                     webhook_event: WebhookEvent | None = None) -> None:
+    """Set ``needs_review`` on a locked payment; it is never cleared silently."""
+    logger.warning("Payment %s needs review: %s", payment.pk, reason)
+    first = not payment.needs_review
+    payment.needs_review = True
+    payment.review_reason = (f"{payment.review_reason}\n{reason}" if payment.review_reason else reason)[-2000:]
+    payment.save(update_fields=["needs_review", "review_reason", "updated_at"])
+    PaymentEvent.objects.create(
+        payment=payment, from_status=payment.status, to_status=payment.status,
+        source=source, note=f"needs review: {reason}"[:500], webhook_event=webhook_event,
+    )
+    if first:
+        _owe(Notification.Kind.PAYMENT_NEEDS_REVIEW, payment)
+
+
+def _apply_payment(
+    payment: AbstractPayment,
+    result: ProviderPayment,
+    *,
+    source: str,
+    webhook_event: WebhookEvent | None = None,
+    user: UserLike = None,
+) -> bool:
+    """Apply what the provider reports about a locked ``payment``.
+
+    Returns whether anything changed. A stale or illegal status is recorded
+    by the caller (webhook inbox) and changes nothing; an amount or currency
+    that disagrees with the row sets ``needs_review`` and changes nothing.
+    """
+    fields: list[str] = []
+    if result.provider_payment_id and not payment.provider_payment_id:
+        payment.provider_payment_id = result.provider_payment_id
+        fields.append("provider_payment_id")
+    new_refs = {k: v for k, v in result.provider_data.items() if payment.provider_data.get(k) != v}
+    if new_refs:
+        payment.provider_data = {**payment.provider_data, **new_refs}
+        fields.append("provider_data")
+
+    mismatch = _mismatch(payment, result)
+    if mismatch:
+        if fields:
+            payment.save(update_fields=[*fields, "updated_at"])
+        _flag_for_review(payment, mismatch, source=source, webhook_event=webhook_event)
+        return True
+
+    status = result.status
+    if status == P.SUCCEEDED:
+        captured = result.amount_captured if result.amount_captured else payment.amount
+        if captured > payment.amount:
+            _flag_for_review(payment, f"provider reports {captured} captured of {payment.amount}",
+                             source=source, webhook_event=webhook_event)
+            return True
+        if captured > payment.amount_captured:
+            payment.amount_captured = captured
+            fields.append("amount_captured")
+    if status == P.FAILED and result.failure_code != payment.failure_code:
+        payment.failure_code = result.failure_code[:128]
+        payment.failure_message = result.failure_message
+        fields += ["failure_code", "failure_message"]
+
+    current = PaymentStatus(payment.status)
+    if status is None or status == current or not can_transition(current, status):
+        if fields:
+            payment.save(update_fields=[*fields, "updated_at"])
+        return bool(fields)
+    moved = payment.amount_captured if status == P.SUCCEEDED else None
+    _change(payment, status, source=source, fields=tuple(fields), amount=moved,
+            webhook_event=webhook_event, user=user)
+    return True
+
+
+def _mismatch(payment: AbstractPayment, result: ProviderPayment) -> str:
+    if result.currency and result.currency.upper() != payment.currency:
+        return f"provider currency {result.currency.upper()} differs from {payment.currency}"
+    if result.amount is not None and result.amount != payment.amount:
+        return f"provider amount {result.amount} differs from {payment.amount}"
+    return ""
+
+
+def _refund_reserved(payment: AbstractPayment) -> int:
+    """Refunded plus pending refunds of a locked payment."""
+    pending = payment.refunds.filter(status=RefundStatus.PENDING.value).aggregate(s=Sum("amount"))["s"]
+    return payment.amount_refunded + (pending or 0)
+
+
+def _apply_refund(
+    payment: AbstractPayment,
+    result: ProviderRefund,
+    *,
+    source: str,
+    refund: Refund | None = None,
+    webhook_event: WebhookEvent | None = None,
+) -> Refund | None:
+    """Apply a provider refund to a locked ``payment``; create it if unknown.
+
+    A refund made in the provider's dashboard appears here first: it becomes
+    a :class:`Refund` row once, whatever order its events arrive in.
+    """
+    if refund is None:
+        refund = _find_refund(payment, result)
+    if result.currency and result.currency.upper() != payment.currency:
+        _flag_for_review(payment, f"refund {result.provider_refund_id} in {result.currency}",
+                         source=source, webhook_event=webhook_event)
+        return refund
+    if refund is None:
+        if result.status == RefundStatus.FAILED or result.status == RefundStatus.CANCELED:
+            return None  # nothing ever reserved or moved: nothing to record
+        if _refund_reserved(payment) + result.amount > payment.amount_captured:
+            _flag_for_review(payment, f"refund {result.provider_refund_id} of {result.amount} "
+                             "exceeds what is left to refund", source=source, webhook_event=webhook_event)
+            return None
+        refund = Refund.objects.create(
+            payment=payment, provider_refund_id=result.provider_refund_id, amount=result.amount,
+            currency=payment.currency, status=RefundStatus.PENDING.value, source=source,
+            reason="created at the provider",
+        )
+    fields = []
+    if result.provider_refund_id and refund.provider_refund_id != result.provider_refund_id:
+        refund.provider_refund_id = result.provider_refund_id
+        fields.append("provider_refund_id")
+    old, new = RefundStatus(refund.status), result.status
+    if new == old or not can_transition_refund(old, new):
+        if fields:
+            refund.save(update_fields=[*fields, "updated_at"])
+        return refund
+    refund.status = new.value
+    fields += ["status", "updated_at"]
+    if new == RefundStatus.FAILED:
+        refund.failure_reason = result.failure_reason[:255]
+        fields.append("failure_reason")
+    if new == RefundStatus.SUCCEEDED:
+        refund.succeeded_at = timezone.now()
+        fields.append("succeeded_at")
+    refund.save(update_fields=fields)
+
+    if new == RefundStatus.SUCCEEDED:
+        payment.amount_refunded += refund.amount
+        target = status_after_refund(payment.amount_captured, payment.amount_refunded)
+        _change(payment, target, source=source, fields=("amount_refunded",), amount=refund.amount,
+                webhook_event=webhook_event, refund=refund, note="refund succeeded")
+        _owe(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund)
+    elif old == RefundStatus.SUCCEEDED:
+        # Stripe: a refund may fail after it succeeded. Money came back to us;
+        # the payment never moves backwards by itself: a person looks at it.
+        payment.amount_refunded -= refund.amount
+        payment.save(update_fields=["amount_refunded", "updated_at"])
+        _flag_for_review(payment, f"refund {refund.pk} failed after it had succeeded",
+                         source=source, webhook_event=webhook_event)
+        _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
+    else:
+        PaymentEvent.objects.create(
+            payment=payment, from_status=payment.status, to_status=payment.status,
+            amount=refund.amount, source=source, refund=refund, webhook_event=webhook_event,
+            note=f"refund {new.value}: {refund.failure_reason}"[:500],
+        )
+        if new == RefundStatus.FAILED:
+            _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
+    return refund
+
+
+def _find_refund(payment: AbstractPayment, result: ProviderRefund) -> Refund | None:
+    query = Q(provider_refund_id=result.provider_refund_id)
+    if result.our_refund_id and _is_uuid(result.our_refund_id):
+        query |= Q(pk=result.our_refund_id)
+    return payment.refunds.select_for_update().filter(query).first()
+
+
+def _apply_dispute(
+    payment: AbstractPayment, result: ProviderDispute, *, source: str,
+    webhook_event: WebhookEvent | None = None,
+) -> Dispute:
+    dispute, created = Dispute.objects.select_for_update().get_or_create(
+        payment=payment, provider_dispute_id=result.provider_dispute_id,
+        defaults={"amount": result.amount, "currency": (result.currency or payment.currency).upper(),
+                  "reason": result.reason, "status": result.status.value},
+    )
+    closed = {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.CLOSED}
+    was_closed = not created and DisputeStatus(dispute.status) in closed
+    if not created and dispute.status != result.status.value and not was_closed:
+        dispute.status = result.status.value
+        dispute.save(update_fields=["status", "updated_at"])
+    PaymentEvent.objects.create(
+        payment=payment, from_status=payment.status, to_status=payment.status,
+        amount=dispute.amount, source=source, webhook_event=webhook_event,
+        note=f"dispute {dispute.provider_dispute_id} {dispute.status}"[:500],
+    )
+    if created:
+        _owe(Notification.Kind.DISPUTE_OPENED, payment, dispute=dispute)
+    if DisputeStatus(dispute.status) in closed and not was_closed:
+        _owe(Notification.Kind.DISPUTE_CLOSED, payment, dispute=dispute)
+    return dispute
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Public services
+# ---------------------------------------------------------------------------
+
+
+def _fingerprint(**params: Any) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError("metadata must be a dict.")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidAmount(f"metadata may hold at most {MAX_METADATA_KEYS} keys.")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise TypeError("metadata must be JSON-serializable.") from exc
+    return dict(metadata)
+
+
+def create_payment(
+    *,
+    amount: int,
+    currency: str,
+    provider: str | None = None,
+    user: UserLike = None,
+    email: str = "",
+    description: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    capture: bool = True,
+    idempotency_key: str | None = None,
+) -> AbstractPayment:
+    """Create a payment and its counterpart at the provider.
+
+    ``amount`` is an ``int`` in the currency's minor unit. The returned
+    payment carries ``client_data``: what the front end needs to let the
+    customer pay. With ``idempotency_key``, a second call with the same key
+    and parameters returns the same payment (and makes no provider call); the
+    same key with other parameters raises :class:`IdempotencyConflict`.
+
+    Raises :class:`InvalidAmount` (and ``TypeError`` for a float) before
+    anything is written, :class:`UnknownProvider` for an alias that is not
+    configured, and :class:`ProviderUnavailable` when the provider could not
+    be reached: the payment then exists, ``pending``, and ``sync_payment``
+    finishes the job with the same idempotency key.
+    """
+    currency = money.normalize_currency(currency)
+    amount = money.validate_minor(amount, currency)
+    backend = get_provider(provider)
+    backend.validate_amount(amount, currency)
+    metadata = _clean_metadata(metadata)
+    owner = _user_or_none(user)
+    if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255):
+        raise InvalidAmount("idempotency_key must be a string of 1 to 255 characters.")
+    fingerprint = _fingerprint(
+        amount=amount, currency=currency, provider=backend.alias, user=owner.pk if owner else None,
+        email=email, description=description, metadata=metadata, capture=capture,
+    ) if idempotency_key else ""
+
+    Payment = get_payment_model()
+    if idempotency_key:
+        existing = Payment.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, fingerprint, backend)
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                provider=backend.alias, amount=amount, currency=currency, user=owner,
+                email=email or (getattr(owner, "email", "") or ""), description=description[:1000],
+                metadata=metadata, capture_method="automatic" if capture else "manual",
+                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+            )
+            PaymentEvent.objects.create(payment=payment, to_status=payment.status,
+                                        source=Source.API, user=owner, note="created")
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return _replay(Payment.objects.get(idempotency_key=idempotency_key), fingerprint, backend)
+    return _open_at_provider(payment, backend)
+
+
+def _replay(payment: AbstractPayment, fingerprint: str, backend: BaseProvider) -> AbstractPayment:
+    if payment.request_fingerprint != fingerprint:
+        raise IdempotencyConflict("This idempotency key was used with different parameters.")
+    if payment.provider_payment_id and payment.status in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}:
+        try:
+            payment.client_data = dict(backend.client_data(payment))
+        except ProviderUnavailable:
+            payment.client_data = None
+    return payment
+
+
+def _create_key(payment: AbstractPayment) -> str:
+    return f"paygate-{payment.pk}-create"
+
+
+def _open_at_provider(payment: AbstractPayment, backend: BaseProvider) -> AbstractPayment:
+    """Create the provider's object for a committed payment row, then link it."""
+    try:
+        result = backend.create_payment(payment, idempotency_key=_create_key(payment))
+    except ProviderIdempotencyError as exc:
+        _review(payment, str(exc))
+        raise
+    except ProviderUnavailable:
+        logger.warning("Payment %s: provider %s unreachable on create; sync will finish it.",
+                       payment.pk, backend.alias)
+        raise
+    except ProviderError as exc:
+        _fail(payment, exc)
+        raise
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        _apply_payment(locked, result, source=Source.API)
+    locked.client_data = dict(result.client_data)
+    return locked
+
+
+def _review(payment: AbstractPayment, reason: str) -> None:
+    with transaction.atomic():
+        _flag_for_review(_lock(payment.pk), reason, source=Source.API)
+
+
+def _fail(payment: AbstractPayment, exc: PaygateError) -> None:
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if can_transition(locked.status, P.FAILED):
+            locked.failure_code = getattr(exc, "decline_code", "") or exc.code
+            locked.failure_message = str(exc)[:1000]
+            _change(locked, P.FAILED, source=Source.API, fields=("failure_code", "failure_message"))
+
+
+def _confirm_key(payment: AbstractPayment, data: Mapping[str, Any]) -> str:
+    digest = _fingerprint(**data)[:16]
+    return f"paygate-{payment.pk}-confirm-{payment.status}-{digest}"
+
+
+def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AbstractPayment:
+    """Confirm ``payment`` with the provider's confirmation data.
+
+    ``payment_method=`` (Stripe PaymentMethod id; dummy test card),
+    ``return_url=``, or Razorpay's ``razorpay_order_id=``,
+    ``razorpay_payment_id=``, ``razorpay_signature=``. Returns the payment; for
+    ``requires_action`` its ``next_action`` tells the front end what to do.
+    Raises :class:`PaymentDeclined` (after the failure is committed) when the
+    provider declines.
+    """
+    payment = get_payment_model().objects.get(pk=payment.pk)
+    backend = get_provider(payment.provider)
+    if payment.status not in {P.PENDING, P.REQUIRES_ACTION, P.FAILED}:
+        raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
+    if not payment.provider_payment_id:
+        payment = _open_at_provider(payment, backend)
+    try:
+        result = backend.confirm_payment(payment, idempotency_key=_confirm_key(payment, provider_data),
+                                         **provider_data)
+    except PaymentDeclined as exc:
+        _fail(payment, exc)
+        raise
+    except ProviderIdempotencyError as exc:
+        _review(payment, str(exc))
+        raise
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        _apply_payment(locked, result, source=Source.API)
+    locked.next_action = result.next_action
+    if result.status == P.FAILED:
+        raise PaymentDeclined(result.failure_message or "The payment was declined.",
+                              decline_code=result.failure_code, provider=backend.alias, payment=locked)
+    return locked
+
+
+def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AbstractPayment:
+    """Capture an ``authorized`` payment, fully or ``amount`` of it."""
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if locked.status != P.AUTHORIZED:
+            raise InvalidTransition(f"Only an authorized payment can be captured, not a {locked.status} one.")
+        amount = locked.amount if amount is None else money.validate_minor(amount, locked.currency)
+        if amount > locked.amount:
+            raise InvalidAmount(f"Cannot capture {amount}: only {locked.amount} was authorized.")
+    backend = get_provider(locked.provider)
+    try:
+        result = backend.capture_payment(locked, amount=amount, idempotency_key=f"paygate-{locked.pk}-capture")
+    except ProviderIdempotencyError as exc:
+        _review(locked, str(exc))
+        raise
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if result.status == P.SUCCEEDED and result.amount_captured is None:
+            from dataclasses import replace
+
+            result = replace(result, amount_captured=amount)
+        _apply_payment(locked, result, source=Source.API)
+    return locked
+
+
+def cancel_payment(payment: AbstractPayment) -> AbstractPayment:
+    """Cancel a payment that has not been captured (releases an authorization)."""
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if not can_transition(locked.status, P.CANCELED):
+            raise InvalidTransition(f"A {locked.status} payment cannot be canceled.")
+    backend = get_provider(locked.provider)
+    if locked.provider_payment_id:
+        result = backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel")
+    else:
+        result = None  # never reached the provider: nothing to cancel there
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if result is not None:
+            _apply_payment(locked, result, source=Source.API)
+        elif can_transition(locked.status, P.CANCELED):
+            _change(locked, P.CANCELED, source=Source.API)
+    return locked
+
+
+def refund_payment(
+    payment: AbstractPayment,
+    amount: int | None = None,
+    reason: str = "",
+    user: UserLike = None,
+) -> Refund:
+    """Refund ``amount`` (default: all that is left) of a captured payment.
+
+    The refund is written ``pending`` first, which reserves its amount under
+    the payment's lock: concurrent refunds can never exceed what was
+    captured. Raises :class:`RefundExceedsCaptured`, :class:`InvalidTransition`
+    for a payment with nothing captured, :class:`ProviderUnavailable` when the
+    outcome is unknown (the refund stays ``pending`` and reserved until
+    ``sync_payment`` settles it with the same idempotency key).
+    """
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        if locked.status not in {P.SUCCEEDED, P.PARTIALLY_REFUNDED}:
+            raise InvalidTransition(f"A {locked.status} payment cannot be refunded.")
+        left = locked.amount_captured - _refund_reserved(locked)
+        if amount is None:
+            amount = left
+            if amount <= 0:
+                raise RefundExceedsCaptured("Nothing is left to refund.")
+        amount = money.validate_minor(amount, locked.currency)
+        if amount > left:
+            raise RefundExceedsCaptured(
+                f"Cannot refund {money.format_money(amount, locked.currency)}: "
+                f"{money.format_money(left, locked.currency)} is left to refund."
+            )
+        refund_id = uuid.uuid4()
+        refund = Refund.objects.create(
+            id=refund_id, payment=locked, amount=amount, currency=locked.currency,
+            reason=reason[:500], created_by=_user_or_none(user), idempotency_key=f"paygate-refund-{refund_id}",
+        )
+        PaymentEvent.objects.create(
+            payment=locked, from_status=locked.status, to_status=locked.status, amount=amount,
+            source=Source.API, refund=refund, user=_user_or_none(user),
+            note=f"refund requested: {reason}"[:500],
+        )
+    return _send_refund(locked, refund)
+
+
+def _send_refund(payment: AbstractPayment, refund: Refund, *, source: str = Source.API) -> Refund:
+    backend = get_provider(payment.provider)
+    try:
+        result = backend.refund_payment(payment, refund, idempotency_key=str(refund.idempotency_key))
+    except ProviderUnavailable:
+        logger.warning("Refund %s: outcome unknown; it stays pending for sync.", refund.pk)
+        raise
+    except ProviderIdempotencyError as exc:
+        _review(payment, str(exc))
+        raise
+    except ProviderError as exc:
+        with transaction.atomic():
+            locked = _lock(payment.pk)
+            refund = Refund.objects.select_for_update().get(pk=refund.pk)
+            if refund.status == RefundStatus.PENDING.value:
+                from django_paygate.providers.base import ProviderRefund
+
+                failed = ProviderRefund(provider_refund_id=refund.provider_refund_id or "",
+                                        status=RefundStatus.FAILED, amount=refund.amount,
+                                        currency=refund.currency, failure_reason=str(exc)[:255])
+                _apply_refund(locked, failed, source=source, refund=refund)
+        raise
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        _apply_refund(locked, result, source=source, refund=refund)
+    refund.refresh_from_db()
+    return refund
+
+
+def sync_payment(payment: AbstractPayment) -> AbstractPayment:
+    """Pull the truth from the provider and apply it.
+
+    Repairs a payment left between steps: one that was never linked to the
+    provider's object is created there again with the same idempotency key;
+    refunds left ``pending`` without an answer are sent again with theirs.
+    """
+    payment = get_payment_model().objects.get(pk=payment.pk)
+    backend = get_provider(payment.provider)
+    if not payment.provider_payment_id:
+        result = backend.fetch_payment(payment)
+        if result.provider_payment_id is None:
+            if payment.status == P.PENDING:
+                return _open_at_provider(payment, backend)
+            return payment
+    else:
+        result = backend.fetch_payment(payment)
+    with transaction.atomic():
+        locked = _lock(payment.pk)
+        _apply_payment(locked, result, source=Source.SYNC)
+        for provider_refund in result.refunds:
+            _apply_refund(locked, provider_refund, source=Source.SYNC)
+        unanswered = list(locked.refunds.filter(status=RefundStatus.PENDING.value, provider_refund_id=None))
+    for refund in unanswered:
+        _send_refund(locked, refund, source=Source.SYNC)
+    return get_payment_model().objects.get(pk=payment.pk)
+
+
+def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
+    """Payments in flight, or with unanswered refunds, untouched for a while."""
+    from datetime import timedelta
+
+    from django_paygate.conf import paygate_settings
+
+    seconds = paygate_settings.SYNC_STUCK_AFTER if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    in_flight = [s.value for s in (P.PENDING, P.REQUIRES_ACTION, P.PROCESSING)]
+    return (
+        get_payment_model()
+        .objects.filter(updated_at__lt=cutoff)
+        .filter(Q(status__in=in_flight) | Q(refunds__status=RefundStatus.PENDING.value))
+        .distinct()
+        .order_by("updated_at")
+    )
+
+
+# ---------------------------------------------------------------------------
+# Webhook events (called by django_paygate.webhooks inside its transaction)
+# ---------------------------------------------------------------------------
+
+
+def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AbstractPayment | None:
+    """The payment an event is about, locked; one statement.
+
+    Found by the provider's id, or by our id echoed in the event's metadata
+    (a webhook may arrive before the provider's id was stored).
+    """
+    query = Q()
+    if event.provider_payment_id:
+        query |= Q(provider=provider_alias, provider_payment_id=event.provider_payment_id)
+    if event.our_payment_id and _is_uuid(event.our_payment_id):
+        query |= Q(provider=provider_alias, pk=event.our_payment_id)
+    if not query:
+        return None
+    return get_payment_model().objects.select_for_update().filter(query).first()
+
+
+def apply_event(
+    payment: AbstractPayment, event: ProviderEvent, *, webhook_event: WebhookEvent
+) -> bool:
+    """Apply a verified webhook event to a locked payment; whether anything changed."""
+    changed = False
+    if event.payment is not None:
+        before = payment.status
+        changed |= _apply_payment(payment, event.payment, source=Source.WEBHOOK,
+                                  webhook_event=webhook_event)
+        status = event.payment.status
+        if status is not None and before == payment.status and status.value != before and is_stale(before, status):
+            logger.info("Stale %s event %s ignored (payment is %s).", status, event.event_id, before)
+    if event.refund is not None:
+        before_refunded = payment.amount_refunded
+        refund = _apply_refund(payment, event.refund, source=Source.WEBHOOK, webhook_event=webhook_event)
+        changed |= refund is not None and payment.amount_refunded != before_refunded
+    if event.dispute is not None:
+        _apply_dispute(payment, event.dispute, source=Source.WEBHOOK, webhook_event=webhook_event)
+        changed = True
+    return changed
+
+
+__all__ = [
+    "apply_event",
+    "cancel_payment",
+    "capture_payment",
+    "confirm_payment",
+    "create_payment",
+    "find_stuck_payments",
+    "lock_payment_for_event",
+    "refund_payment",
+    "sync_payment",
+]

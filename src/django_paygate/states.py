@@ -1,0 +1,188 @@
+"""Payment and refund statuses, and the rules for moving between them.
+
+Providers deliver events late, twice and out of order. Every status change,
+whether it comes from a service call, a webhook, a sync or the admin, is
+checked against :data:`PAYMENT_TRANSITIONS`. A change the table does not
+allow is never applied: services raise :class:`InvalidTransition`, webhooks
+record the event and change nothing.
+
+:data:`PAYMENT_RANK` orders statuses by how far a payment has gone. An
+update whose status ranks below the current one is *stale* (a
+``processing`` event that arrives after ``succeeded``): it is recorded
+and ignored.
+
+This module imports nothing from Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+
+
+class PaymentStatus(str, Enum):
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+class RefundStatus(str, Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class DisputeStatus(str, Enum):
+    OPEN = "open"
+    UNDER_REVIEW = "under_review"
+    WON = "won"
+    LOST = "lost"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+class CaptureMethod(str, Enum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+P = PaymentStatus
+
+#: How far a payment has gone. A stale update ranks below the current status.
+#: ``failed`` ranks with ``pending``: a customer may try another card.
+PAYMENT_RANK: Mapping[PaymentStatus, int] = MappingProxyType(
+    {
+        P.PENDING: 0,
+        P.FAILED: 0,
+        P.REQUIRES_ACTION: 1,
+        P.PROCESSING: 2,
+        P.AUTHORIZED: 3,
+        P.SUCCEEDED: 4,
+        P.PARTIALLY_REFUNDED: 5,
+        P.REFUNDED: 6,
+        P.CANCELED: 6,
+    }
+)
+
+_OPEN = frozenset({P.PENDING, P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED})
+
+#: Every allowed change of status. ``partially_refunded`` may follow itself
+#: (a second partial refund changes amounts, not the status).
+PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
+    {
+        P.PENDING: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        P.REQUIRES_ACTION: frozenset({P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        P.PROCESSING: frozenset({P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        P.AUTHORIZED: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        # Not final: Stripe lets the customer retry with another card, and
+        # Razorpay documents payment.failed followed by payment.captured.
+        P.FAILED: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.CANCELED}),
+        P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.REFUNDED: frozenset(),
+        P.CANCELED: frozenset(),
+    }
+)
+
+FINAL_PAYMENT_STATUSES = frozenset(s for s, targets in PAYMENT_TRANSITIONS.items() if not targets)
+
+#: Statuses in which the customer has not paid yet and the provider may still move.
+IN_FLIGHT_PAYMENT_STATUSES = frozenset({P.PENDING, P.REQUIRES_ACTION, P.PROCESSING})
+
+#: Statuses in which money was captured.
+PAID_STATUSES = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
+
+R = RefundStatus
+
+REFUND_TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = MappingProxyType(
+    {
+        R.PENDING: frozenset({R.SUCCEEDED, R.FAILED, R.CANCELED}),
+        # Stripe: a refund can fail after it succeeded (a closed card account).
+        R.SUCCEEDED: frozenset({R.FAILED}),
+        R.FAILED: frozenset(),
+        R.CANCELED: frozenset(),
+    }
+)
+
+#: Refund statuses that hold money: they count against what is left to refund.
+REFUND_RESERVING_STATUSES = frozenset({R.PENDING, R.SUCCEEDED})
+
+
+def can_transition(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
+    """Whether a payment may move from ``current`` to ``new``."""
+    return PaymentStatus(new) in PAYMENT_TRANSITIONS[PaymentStatus(current)]
+
+
+def is_stale(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
+    """Whether ``new`` describes an earlier point of the payment than ``current``.
+
+    A stale update is recorded and ignored, never applied and never an error.
+    """
+    current, new = PaymentStatus(current), PaymentStatus(new)
+    if current in FINAL_PAYMENT_STATUSES:
+        return current != new
+    return PAYMENT_RANK[new] < PAYMENT_RANK[current]
+
+
+def can_transition_refund(current: RefundStatus | str, new: RefundStatus | str) -> bool:
+    """Whether a refund may move from ``current`` to ``new``."""
+    return RefundStatus(new) in REFUND_TRANSITIONS[RefundStatus(current)]
+
+
+def status_after_refund(amount_captured: int, amount_refunded: int) -> PaymentStatus:
+    """The status of a captured payment once ``amount_refunded`` went back."""
+    if amount_refunded <= 0:
+        return P.SUCCEEDED
+    if amount_refunded >= amount_captured:
+        return P.REFUNDED
+    return P.PARTIALLY_REFUNDED
+
+
+__all__ = [
+    "FINAL_PAYMENT_STATUSES",
+    "IN_FLIGHT_PAYMENT_STATUSES",
+    "PAID_STATUSES",
+    "PAYMENT_RANK",
+    "PAYMENT_TRANSITIONS",
+    "REFUND_RESERVING_STATUSES",
+    "REFUND_TRANSITIONS",
+    "CaptureMethod",
+    "DisputeStatus",
+    "PaymentStatus",
+    "RefundStatus",
+    "can_transition",
+    "can_transition_refund",
+    "is_stale",
+    "status_after_refund",
+]

@@ -1,0 +1,24 @@
+"""Deferred work, on Django's Tasks framework.
+
+``django.tasks`` from Django 6.0, the ``django-tasks`` backport below it. With
+the default immediate backend the work runs right after commit, in-process;
+point ``PAYGATE["TASK_BACKEND"]`` at a worker backend (database, RQ, Celery)
+to move it off the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # Django >= 6.0
+    from django.tasks import task
+except ImportError:  # pragma: no cover - Django 5.2 with the backport
+    from django_tasks import task  # type: ignore[no-redef]
+
+
+@task()
+def deliver_notifications(notification_ids: list[int]) -> dict[str, Any]:
+    """Deliver outbox rows (post-commit signals, emails) by id."""
+    from django_paygate.notifications import deliver
+
+    return deliver(notification_ids)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from django_paygate.providers import get_provider, reset_providers
+from django_paygate.providers.dummy import DummyProvider
+
+ON_POSTGRES = os.environ.get("PAYGATE_TEST_DB") == "postgres"
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: run with PAYGATE_TEST_DB=postgres")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_providers() -> Iterator[None]:
+    reset_providers()
+    yield
+    reset_providers()
+
+
+@pytest.fixture
+def dummy() -> DummyProvider:
+    provider = get_provider("dummy")
+    assert isinstance(provider, DummyProvider)
+    return provider
+
+
+class SignalSpy:
+    """Records every call of the signals it watches."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._connected: list[tuple[Any, Any]] = []
+
+    def watch(self, name: str, signal: Any) -> None:
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            kwargs.pop("signal", None)
+            self.calls.append((name, kwargs))
+
+        signal.connect(receiver, weak=False)
+        self._connected.append((signal, receiver))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def count(self, name: str) -> int:
+        return self.names().count(name)
+
+    def disconnect(self) -> None:
+        for signal, receiver in self._connected:
+            signal.disconnect(receiver)
+
+
+@pytest.fixture
+def signal_spy() -> Iterator[SignalSpy]:
+    from django_paygate import signals
+
+    spy = SignalSpy()
+    spy.watch("payment_status_changed", signals.payment_status_changed)
+    for name, signal in signals.POST_COMMIT_SIGNALS.items():
+        spy.watch(name, signal)
+    yield spy
+    spy.disconnect()
+
+
+@pytest.fixture
+def data_statements(django_assert_max_num_queries: Any) -> Any:
+    return django_assert_max_num_queries
+
+
+def count_data_statements(captured: Any) -> int:
+    """SELECT/INSERT/UPDATE/DELETE statements (not SAVEPOINT/BEGIN/COMMIT)."""
+    verbs = ("SELECT", "INSERT", "UPDATE", "DELETE")
+    return sum(1 for q in captured.captured_queries if q["sql"].lstrip().upper().startswith(verbs))
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
