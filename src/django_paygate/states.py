@@ -104,7 +104,8 @@ PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingP
         P.PENDING: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
         P.REQUIRES_ACTION: frozenset({P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
         P.PROCESSING: frozenset({P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
-        P.AUTHORIZED: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        # An expired or voided authorization ends canceled, never failed.
+        P.AUTHORIZED: frozenset({P.SUCCEEDED, P.CANCELED}),
         # Not final: Stripe lets the customer retry with another card, and
         # Razorpay documents payment.failed followed by payment.captured.
         P.FAILED: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.CANCELED}),
@@ -150,9 +151,9 @@ def is_stale(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
     A stale update is recorded and ignored, never applied and never an error.
     """
     current, new = PaymentStatus(current), PaymentStatus(new)
-    if current in FINAL_PAYMENT_STATUSES:
-        return current != new
-    return PAYMENT_RANK[new] < PAYMENT_RANK[current]
+    if new == current or can_transition(current, new):
+        return False
+    return current in FINAL_PAYMENT_STATUSES or PAYMENT_RANK[new] < PAYMENT_RANK[current]
 
 
 def can_transition_refund(current: RefundStatus | str, new: RefundStatus | str) -> bool:
