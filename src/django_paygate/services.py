@@ -59,6 +59,7 @@ from django_paygate.providers import get_provider
 from django_paygate.signals import payment_status_changed
 from django_paygate.states import (
     IN_FLIGHT_PAYMENT_STATUSES,
+    PAID_STATUSES,
     DisputeStatus,
     PaymentStatus,
     RefundStatus,
@@ -526,10 +527,16 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AbstractP
     ``razorpay_payment_id=``, ``razorpay_signature=``. Returns the payment; for
     ``requires_action`` its ``next_action`` tells the front end what to do.
     Raises :class:`PaymentDeclined` (after the failure is committed) when the
-    provider declines.
+    provider declines. A payment that is already processing, authorized or
+    paid is returned as it is, without a provider call: confirming twice (the
+    customer's return racing the webhook) is not an error.
     """
     payment = get_payment_model().objects.get(pk=payment.pk)
     backend = get_provider(payment.provider)
+    if payment.status in {P.PROCESSING, P.AUTHORIZED} | PAID_STATUSES:
+        # Already confirmed (the webhook often wins the race with the customer's
+        # return): answer with the payment as it is, and call nobody.
+        return payment
     if payment.status not in {P.PENDING, P.REQUIRES_ACTION, P.FAILED}:
         raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     if not payment.provider_payment_id:

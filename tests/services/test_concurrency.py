@@ -92,6 +92,7 @@ def test_concurrent_confirm_and_webhook_give_one_transition(dummy, signal_spy):
 
     results = run_together(10, act)
     assert all(not isinstance(r, Exception) for r in results), results
+    assert [r for r in results if isinstance(r, int)] == [200] * 5
     payment.refresh_from_db()
     assert payment.status == "succeeded"
     assert payment.events.filter(to_status="succeeded").exclude(from_status="succeeded").count() == 1

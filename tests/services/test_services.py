@@ -295,3 +295,14 @@ def test_statement_counts(dummy, monkeypatch):
         services.create_payment(amount=1000, currency="USD", idempotency_key="pin")
         services.create_payment(amount=1000, currency="USD", idempotency_key="pin")
     assert count_data_statements(ctx) == 5 + 1  # first: lookup + 4; replay: lookup
+
+
+def test_confirming_a_paid_payment_again_returns_it_without_a_call(dummy):
+    payment = paid(1000)
+    calls = len(dummy.calls)
+    again = services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
+    assert again.status == "succeeded"
+    assert len(dummy.calls) == calls
+    canceled = services.cancel_payment(services.create_payment(amount=500, currency="USD"))
+    with pytest.raises(InvalidTransition):
+        services.confirm_payment(canceled, payment_method=CARD_SUCCEEDS)
