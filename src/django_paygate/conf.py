@@ -35,6 +35,8 @@ DEFAULTS: Mapping[str, Any] = {
     "WEBHOOK_RETENTION_DAYS": 30,
     # A payment in flight with no news for this many seconds is "stuck" for paygate_sync.
     "SYNC_STUCK_AFTER": 15 * 60,
+    # A payment still unresolved after sync this many seconds after its creation needs review.
+    "SYNC_REVIEW_AFTER": 24 * 60 * 60,
     # Addresses of reverse proxies whose X-Forwarded-For is believed (CIDR strings).
     "TRUSTED_PROXIES": [],
     # The Tasks framework backend alias that delivers notifications.
@@ -48,6 +50,12 @@ DEFAULTS: Mapping[str, Any] = {
     "RATE_LIMITS": {},
     "API_MAX_METADATA_BYTES": 4096,
     "CACHE": "default",
+    # JSON API: largest request body (bytes); larger ones get 413. See docs/api.md.
+    "API_MAX_BODY_BYTES": 32 * 1024,
+    # Store the client IP in payment.metadata["paygate_client_ip"] (analytics fraud signal).
+    "API_STORE_CLIENT_IP": True,
+    # Analytics fraud signal: users / IPs with at least this many failed attempts.
+    "ANALYTICS_FRAUD_MIN_FAILURES": 3,
 }
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})

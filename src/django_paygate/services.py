@@ -26,7 +26,8 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -724,6 +725,49 @@ def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class SyncOutcome:
+    payment_id: Any
+    before: str
+    after: str
+    error: str = ""
+    flagged: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def sync_stuck_payments(
+    older_than_seconds: int | None = None, *, provider: str | None = None, limit: int | None = None
+) -> Iterator[SyncOutcome]:
+    """Sync every stuck payment (see :func:`find_stuck_payments`), one outcome at a time.
+
+    A payment the provider still cannot settle ``SYNC_REVIEW_AFTER`` seconds
+    after it was created is flagged ``needs_review``: a person decides.
+    """
+    from datetime import timedelta
+
+    from django_paygate.conf import paygate_settings
+
+    stuck = find_stuck_payments(older_than_seconds)
+    if provider:
+        stuck = stuck.filter(provider=provider)
+    review_before = timezone.now() - timedelta(seconds=int(paygate_settings.SYNC_REVIEW_AFTER))
+    for payment in stuck[:limit] if limit else stuck.iterator():
+        before, error = payment.status, ""
+        try:
+            after = sync_payment(payment).status
+        except PaygateError as exc:
+            after, error = payment.status, f"{type(exc).__name__}: {exc}"
+        flagged = False
+        still_open = after in IN_FLIGHT_PAYMENT_STATUSES or error
+        if still_open and payment.created_at < review_before and not payment.needs_review:
+            _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
+            flagged = True
+        yield SyncOutcome(payment.pk, before, after, error, flagged)
+
+
 # ---------------------------------------------------------------------------
 # Webhook events (called by django_paygate.webhooks inside its transaction)
 # ---------------------------------------------------------------------------
@@ -777,4 +821,5 @@ __all__ = [
     "lock_payment_for_event",
     "refund_payment",
     "sync_payment",
+    "sync_stuck_payments",
 ]
