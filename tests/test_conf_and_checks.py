@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_paygate.checks import check_payment_model, check_settings
+from django_paygate.conf import paygate_settings
+from django_paygate.exceptions import ConfigurationError, UnknownProvider
+from django_paygate.providers import get_provider
+from django_paygate.providers.dummy import DummyProvider
+
+DUMMY = {"BACKEND": "django_paygate.providers.dummy.DummyProvider"}
+
+
+@pytest.fixture(autouse=True)
+def _debug(settings):
+    settings.DEBUG = True  # pytest-django turns it off; W002 has its own test
+
+
+def run() -> list:
+    return check_settings() + check_payment_model()
+
+
+def ids(**paygate) -> list[str]:
+    with override_settings(PAYGATE=paygate):
+        return sorted(str(m.id) for m in run())
+
+
+def messages(**paygate) -> str:
+    with override_settings(PAYGATE=paygate):
+        return "\n".join(m.msg for m in run())
+
+
+def test_missing_setting_means_the_dummy_provider_alone(settings):
+    del settings.PAYGATE
+    assert paygate_settings.PROVIDERS == {"dummy": {"BACKEND": DUMMY["BACKEND"], "OPTIONS": {}}}
+    assert paygate_settings.DEFAULT_PROVIDER == "dummy"
+    assert isinstance(get_provider(), DummyProvider)
+
+
+def test_settings_are_read_lazily():
+    with override_settings(PAYGATE={"PROVIDERS": {"other": DUMMY}}):
+        assert get_provider().alias == "other"
+        assert paygate_settings.WEBHOOK_MAX_BODY_SIZE == 1024 * 1024
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": DUMMY}, "WEBHOOK_MAX_BODY_SIZE": 10}):
+        assert paygate_settings.WEBHOOK_MAX_BODY_SIZE == 10
+        assert get_provider().alias == "dummy"
+
+
+def test_clean_settings_pass():
+    assert ids(PROVIDERS={"dummy": DUMMY}) == []
+
+
+def test_unknown_top_level_key_is_named_with_a_hint():
+    text = messages(PROVIDERS={"dummy": DUMMY}, DEFAULT_PROVIDR="dummy")
+    assert "Unknown key 'DEFAULT_PROVIDR' in settings.PAYGATE. Did you mean 'DEFAULT_PROVIDER'?" in text
+    assert ids(PROVIDERS={"dummy": DUMMY}, DEFAULT_PROVIDR="dummy") == ["paygate.E001"]
+
+
+def test_unknown_provider_key_and_option_are_named():
+    assert "Unknown key 'OPTION'" in messages(PROVIDERS={"dummy": {**DUMMY, "OPTION": {}}})
+    text = messages(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secert": "x"}}})
+    assert "Unknown option 'webhook_secert' for provider 'dummy'" in text
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"nope": 1}}}}):
+        with pytest.raises(ConfigurationError, match="nope"):
+            get_provider("dummy")
+
+
+def test_unimportable_backend():
+    bad = {"x": {"BACKEND": "no.such.Provider"}}
+    assert ids(PROVIDERS=bad) == ["paygate.E002"]
+    assert "Cannot import provider backend 'no.such.Provider'" in messages(PROVIDERS=bad)
+    assert ids(PROVIDERS={"x": {"BACKEND": "django.db.models.Model"}}) == ["paygate.E002"]
+    assert ids(PROVIDERS={"x": {"BACKEND": "no_such_entry_point"}}) == ["paygate.E002"]
+    assert ids(PROVIDERS={"x": {}}) == ["paygate.E001"]
+
+
+def test_entry_point_names_resolve():
+    assert ids(PROVIDERS={"dummy": {"BACKEND": "dummy"}}) == []
+
+
+def test_default_provider_must_be_configured():
+    assert ids(PROVIDERS={"dummy": DUMMY}, DEFAULT_PROVIDER="stripe") == ["paygate.E003"]
+    assert ids(PROVIDERS={"a": DUMMY, "b": DUMMY}) == ["paygate.E003"]
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": DUMMY}}), pytest.raises(UnknownProvider):
+        get_provider("stripe")
+
+
+def test_missing_webhook_secret_warns():
+    assert ids(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": ""}}}) == ["paygate.W001"]
+
+
+def test_dummy_provider_without_debug_warns(settings):
+    settings.DEBUG = False
+    assert ids(PROVIDERS={"dummy": DUMMY}) == ["paygate.W002"]
+
+
+def test_short_retention_warns():
+    assert ids(PROVIDERS={"dummy": DUMMY}, WEBHOOK_RETENTION_DAYS=3) == ["paygate.W003"]
+
+
+def test_malformed_setting_is_reported_not_raised_at_import():
+    assert ids(PROVIDERS=["dummy"]) == ["paygate.E001"]
+
+
+def test_options_repr_hides_secrets():
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": "s3cr3t-value"}}}}):
+        provider = get_provider("dummy")
+        assert "s3cr3t-value" not in repr(provider)
+        assert "s3cr3t-value" not in repr(provider.options)
+        assert "s3cr3t-value" not in str(provider.options)
+        assert provider.webhook_secrets() == ["s3cr3t-value"]
