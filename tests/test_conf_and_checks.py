@@ -53,7 +53,10 @@ def test_clean_settings_pass():
 
 def test_unknown_top_level_key_is_named_with_a_hint():
     text = messages(PROVIDERS={"dummy": DUMMY}, DEFAULT_PROVIDR="dummy")
-    assert "Unknown key 'DEFAULT_PROVIDR' in settings.PAYGATE. Did you mean 'DEFAULT_PROVIDER'?" in text
+    assert (
+        "Unknown key 'DEFAULT_PROVIDR' in settings.PAYGATE. Did you mean 'DEFAULT_PROVIDER'?"
+        in text
+    )
     assert ids(PROVIDERS={"dummy": DUMMY}, DEFAULT_PROVIDR="dummy") == ["paygate.E001"]
 
 
@@ -61,9 +64,9 @@ def test_unknown_provider_key_and_option_are_named():
     assert "Unknown key 'OPTION'" in messages(PROVIDERS={"dummy": {**DUMMY, "OPTION": {}}})
     text = messages(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secert": "x"}}})
     assert "Unknown option 'webhook_secert' for provider 'dummy'" in text
-    with override_settings(PAYGATE={"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"nope": 1}}}}):
-        with pytest.raises(ConfigurationError, match="nope"):
-            get_provider("dummy")
+    bad = {"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"nope": 1}}}}
+    with override_settings(PAYGATE=bad), pytest.raises(ConfigurationError, match="nope"):
+        get_provider("dummy")
 
 
 def test_unimportable_backend():
@@ -87,7 +90,9 @@ def test_default_provider_must_be_configured():
 
 
 def test_missing_webhook_secret_warns():
-    assert ids(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": ""}}}) == ["paygate.W001"]
+    assert ids(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": ""}}}) == [
+        "paygate.W001"
+    ]
 
 
 def test_dummy_provider_without_debug_warns(settings):
@@ -104,7 +109,9 @@ def test_malformed_setting_is_reported_not_raised_at_import():
 
 
 def test_options_repr_hides_secrets():
-    with override_settings(PAYGATE={"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": "s3cr3t-value"}}}}):
+    with override_settings(
+        PAYGATE={"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"webhook_secret": "s3cr3t-value"}}}}
+    ):
         provider = get_provider("dummy")
         assert "s3cr3t-value" not in repr(provider)
         assert "s3cr3t-value" not in repr(provider.options)

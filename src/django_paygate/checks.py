@@ -40,12 +40,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         try:
             provider = build_provider(alias, conf)
         except ConfigurationError as exc:
-            messages.append(Error(str(exc), obj=f"PAYGATE['PROVIDERS'][{alias!r}]", id="paygate.E002"))
+            messages.append(
+                Error(str(exc), obj=f"PAYGATE['PROVIDERS'][{alias!r}]", id="paygate.E002")
+            )
             continue
         if "webhook_secret" in provider.default_options and not provider.webhook_secrets():
             messages.append(
                 Warning(
-                    f"Provider {alias!r} has no webhook_secret: every webhook it sends will be refused.",
+                    f"Provider {alias!r} has no webhook_secret: "
+                    "every webhook it sends will be refused.",
                     hint="Set OPTIONS['webhook_secret'] (a list during rotation).",
                     id="paygate.W001",
                 )
@@ -54,7 +57,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             messages.append(
                 Warning(
                     f"The dummy provider is enabled as {alias!r} while DEBUG is False.",
-                    hint="Remove it from PAYGATE['PROVIDERS'] in production: it accepts test cards.",
+                    hint="Remove it from PAYGATE['PROVIDERS'] in production: "
+                    "it accepts test cards.",
                     id="paygate.W002",
                 )
             )
@@ -65,7 +69,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     else:
         if default not in providers:
             messages.append(
-                Error(f"DEFAULT_PROVIDER {default!r} is not in PAYGATE['PROVIDERS'].", id="paygate.E003")
+                Error(
+                    f"DEFAULT_PROVIDER {default!r} is not in PAYGATE['PROVIDERS'].",
+                    id="paygate.E003",
+                )
             )
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:

@@ -85,7 +85,7 @@ class PaygateSettings:
         return self.raw.get(name, DEFAULTS[name])
 
     @property
-    def PROVIDERS(self) -> dict[str, dict[str, Any]]:  # noqa: N802 (a setting's name)
+    def PROVIDERS(self) -> dict[str, dict[str, Any]]:
         providers = self.raw.get("PROVIDERS")
         if providers is None:
             return {"dummy": {"BACKEND": DUMMY_BACKEND, "OPTIONS": {}}}
@@ -94,7 +94,7 @@ class PaygateSettings:
         return {str(alias): dict(conf) for alias, conf in providers.items()}
 
     @property
-    def DEFAULT_PROVIDER(self) -> str:  # noqa: N802
+    def DEFAULT_PROVIDER(self) -> str:
         default = self.raw.get("DEFAULT_PROVIDER")
         if default:
             return str(default)

@@ -11,7 +11,7 @@ Rows are written by :mod:`django_paygate.services` and
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import swapper
 from django.conf import settings
@@ -57,7 +57,10 @@ class AbstractPayment(models.Model):
     amount_captured = models.BigIntegerField(_("captured (minor units)"), default=0)
     amount_refunded = models.BigIntegerField(_("refunded (minor units)"), default=0)
     status = models.CharField(
-        _("status"), max_length=32, choices=_choices(PaymentStatus), default=PaymentStatus.PENDING.value
+        _("status"),
+        max_length=32,
+        choices=_choices(PaymentStatus),
+        default=PaymentStatus.PENDING.value,
     )
     capture_method = models.CharField(
         _("capture method"),
@@ -166,7 +169,10 @@ class Refund(models.Model):
     amount = models.BigIntegerField(_("amount (minor units)"))
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(
-        _("status"), max_length=16, choices=_choices(RefundStatus), default=RefundStatus.PENDING.value
+        _("status"),
+        max_length=16,
+        choices=_choices(RefundStatus),
+        default=RefundStatus.PENDING.value,
     )
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     failure_reason = models.CharField(_("failure reason"), max_length=255, blank=True)
@@ -192,7 +198,9 @@ class Refund(models.Model):
         ordering = ("created_at",)
         permissions = [("refund_payment", _("Can refund payments"))]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="paygate_refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="paygate_refund_amount_positive"
+            ),
             models.UniqueConstraint(
                 fields=("payment", "provider_refund_id"), name="paygate_refund_provider_id_uniq"
             ),
@@ -216,7 +224,10 @@ class Dispute(models.Model):
     currency = models.CharField(_("currency"), max_length=3)
     reason = models.CharField(_("reason"), max_length=255, blank=True)
     status = models.CharField(
-        _("status"), max_length=16, choices=_choices(DisputeStatus), default=DisputeStatus.OPEN.value
+        _("status"),
+        max_length=16,
+        choices=_choices(DisputeStatus),
+        default=DisputeStatus.OPEN.value,
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -374,7 +385,10 @@ class Notification(models.Model):
         return f"{self.kind} ({self.status})"
 
 
-def get_payment_model() -> type[AbstractPayment]:
-    """The payment model in use (``PAYGATE_PAYMENT_MODEL``, else ``paygate.Payment``)."""
-    model: type[AbstractPayment] = swapper.load_model("paygate", "Payment")
-    return model
+def get_payment_model() -> type[Payment]:
+    """The payment model in use (``PAYGATE_PAYMENT_MODEL``, else ``paygate.Payment``).
+
+    Typed as :class:`Payment` for type checkers; a swapped model is any
+    concrete subclass of :class:`AbstractPayment`, with the same fields.
+    """
+    return cast("type[Payment]", swapper.load_model("paygate", "Payment"))

@@ -73,6 +73,9 @@ from django_paygate.states import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+    # The payment model in use; a swapped model has the same fields.
+    from django_paygate.models import Payment as AnyPayment
+
     from django_paygate.providers.base import (
         BaseProvider,
         ProviderDispute,
@@ -103,7 +106,7 @@ MAX_METADATA_KEYS = 50
 # ---------------------------------------------------------------------------
 
 
-def _lock(pk: Any) -> AbstractPayment:
+def _lock(pk: Any) -> AnyPayment:
     """The payment row, locked until the end of the current transaction."""
     return get_payment_model().objects.select_for_update().get(pk=pk)
 
@@ -112,17 +115,24 @@ def _user_or_none(user: UserLike) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
-def _owe(kind: str, payment: AbstractPayment, *, refund: Refund | None = None,
-         dispute: Dispute | None = None) -> None:
+def _owe(
+    kind: str,
+    payment: AnyPayment,
+    *,
+    refund: Refund | None = None,
+    dispute: Dispute | None = None,
+) -> None:
     """Write an outbox row and deliver it after commit (rule 4)."""
     from django_paygate.notifications import deliver_after_commit
 
-    notification = Notification.objects.create(kind=kind, payment=payment, refund=refund, dispute=dispute)
+    notification = Notification.objects.create(
+        kind=kind, payment=payment, refund=refund, dispute=dispute
+    )
     deliver_after_commit(notification.pk)
 
 
 def _change(
-    payment: AbstractPayment,
+    payment: AnyPayment,
     to_status: PaymentStatus,
     *,
     source: str,
@@ -154,7 +164,10 @@ def _change(
     if to_status == P.CANCELED:
         payment.canceled_at = now
         changed.add("canceled_at")
-    if to_status in {P.SUCCEEDED, P.AUTHORIZED, P.PROCESSING, P.REQUIRES_ACTION} and payment.failure_code:
+    if (
+        to_status in {P.SUCCEEDED, P.AUTHORIZED, P.PROCESSING, P.REQUIRES_ACTION}
+        and payment.failure_code
+    ):
         payment.failure_code = payment.failure_message = ""
         changed |= {"failure_code", "failure_message"}
     payment.save(update_fields=sorted(changed))
@@ -171,31 +184,41 @@ def _change(
     )
     if to_status != old:
         payment_status_changed.send(
-            sender=type(payment), payment=payment, old_status=old.value,
-            new_status=to_status.value, source=source,
+            sender=type(payment),
+            payment=payment,
+            old_status=old.value,
+            new_status=to_status.value,
+            source=source,
         )
         if notify and to_status in _NOTIFY_ON:
             _owe(_NOTIFY_ON[to_status], payment)
 
 
-def _flag_for_review(payment: AbstractPayment, reason: str, *, source: str,
-                     webhook_event: WebhookEvent | None = None) -> None:
+def _flag_for_review(
+    payment: AnyPayment, reason: str, *, source: str, webhook_event: WebhookEvent | None = None
+) -> None:
     """Set ``needs_review`` on a locked payment; it is never cleared silently."""
     logger.warning("Payment %s needs review: %s", payment.pk, reason)
     first = not payment.needs_review
     payment.needs_review = True
-    payment.review_reason = (f"{payment.review_reason}\n{reason}" if payment.review_reason else reason)[-2000:]
+    payment.review_reason = (
+        f"{payment.review_reason}\n{reason}" if payment.review_reason else reason
+    )[-2000:]
     payment.save(update_fields=["needs_review", "review_reason", "updated_at"])
     PaymentEvent.objects.create(
-        payment=payment, from_status=payment.status, to_status=payment.status,
-        source=source, note=f"needs review: {reason}"[:500], webhook_event=webhook_event,
+        payment=payment,
+        from_status=payment.status,
+        to_status=payment.status,
+        source=source,
+        note=f"needs review: {reason}"[:500],
+        webhook_event=webhook_event,
     )
     if first:
         _owe(Notification.Kind.PAYMENT_NEEDS_REVIEW, payment)
 
 
 def _apply_payment(
-    payment: AbstractPayment,
+    payment: AnyPayment,
     result: ProviderPayment,
     *,
     source: str,
@@ -228,8 +251,12 @@ def _apply_payment(
     if status == P.SUCCEEDED:
         captured = result.amount_captured if result.amount_captured else payment.amount
         if captured > payment.amount:
-            _flag_for_review(payment, f"provider reports {captured} captured of {payment.amount}",
-                             source=source, webhook_event=webhook_event)
+            _flag_for_review(
+                payment,
+                f"provider reports {captured} captured of {payment.amount}",
+                source=source,
+                webhook_event=webhook_event,
+            )
             return True
         if captured > payment.amount_captured:
             payment.amount_captured = captured
@@ -245,12 +272,19 @@ def _apply_payment(
             payment.save(update_fields=[*fields, "updated_at"])
         return bool(fields)
     moved = payment.amount_captured if status == P.SUCCEEDED else None
-    _change(payment, status, source=source, fields=tuple(fields), amount=moved,
-            webhook_event=webhook_event, user=user)
+    _change(
+        payment,
+        status,
+        source=source,
+        fields=tuple(fields),
+        amount=moved,
+        webhook_event=webhook_event,
+        user=user,
+    )
     return True
 
 
-def _mismatch(payment: AbstractPayment, result: ProviderPayment) -> str:
+def _mismatch(payment: AnyPayment, result: ProviderPayment) -> str:
     if result.currency and result.currency.upper() != payment.currency:
         return f"provider currency {result.currency.upper()} differs from {payment.currency}"
     if result.amount is not None and result.amount != payment.amount:
@@ -258,14 +292,16 @@ def _mismatch(payment: AbstractPayment, result: ProviderPayment) -> str:
     return ""
 
 
-def _refund_reserved(payment: AbstractPayment) -> int:
+def _refund_reserved(payment: AnyPayment) -> int:
     """Refunded plus pending refunds of a locked payment."""
-    pending = payment.refunds.filter(status=RefundStatus.PENDING.value).aggregate(s=Sum("amount"))["s"]
+    pending = payment.refunds.filter(status=RefundStatus.PENDING.value).aggregate(s=Sum("amount"))[
+        "s"
+    ]
     return payment.amount_refunded + (pending or 0)
 
 
 def _apply_refund(
-    payment: AbstractPayment,
+    payment: AnyPayment,
     result: ProviderRefund,
     *,
     source: str,
@@ -280,19 +316,32 @@ def _apply_refund(
     if refund is None:
         refund = _find_refund(payment, result)
     if result.currency and result.currency.upper() != payment.currency:
-        _flag_for_review(payment, f"refund {result.provider_refund_id} in {result.currency}",
-                         source=source, webhook_event=webhook_event)
+        _flag_for_review(
+            payment,
+            f"refund {result.provider_refund_id} in {result.currency}",
+            source=source,
+            webhook_event=webhook_event,
+        )
         return refund
     if refund is None:
         if result.status == RefundStatus.FAILED or result.status == RefundStatus.CANCELED:
             return None  # nothing ever reserved or moved: nothing to record
         if _refund_reserved(payment) + result.amount > payment.amount_captured:
-            _flag_for_review(payment, f"refund {result.provider_refund_id} of {result.amount} "
-                             "exceeds what is left to refund", source=source, webhook_event=webhook_event)
+            _flag_for_review(
+                payment,
+                f"refund {result.provider_refund_id} of {result.amount} "
+                "exceeds what is left to refund",
+                source=source,
+                webhook_event=webhook_event,
+            )
             return None
         refund = Refund.objects.create(
-            payment=payment, provider_refund_id=result.provider_refund_id, amount=result.amount,
-            currency=payment.currency, status=RefundStatus.PENDING.value, source=source,
+            payment=payment,
+            provider_refund_id=result.provider_refund_id,
+            amount=result.amount,
+            currency=payment.currency,
+            status=RefundStatus.PENDING.value,
+            source=source,
             reason="created at the provider",
         )
     fields = []
@@ -317,21 +366,38 @@ def _apply_refund(
     if new == RefundStatus.SUCCEEDED:
         payment.amount_refunded += refund.amount
         target = status_after_refund(payment.amount_captured, payment.amount_refunded)
-        _change(payment, target, source=source, fields=("amount_refunded",), amount=refund.amount,
-                webhook_event=webhook_event, refund=refund, note="refund succeeded")
+        _change(
+            payment,
+            target,
+            source=source,
+            fields=("amount_refunded",),
+            amount=refund.amount,
+            webhook_event=webhook_event,
+            refund=refund,
+            note="refund succeeded",
+        )
         _owe(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund)
     elif old == RefundStatus.SUCCEEDED:
         # Stripe: a refund may fail after it succeeded. Money came back to us;
         # the payment never moves backwards by itself: a person looks at it.
         payment.amount_refunded -= refund.amount
         payment.save(update_fields=["amount_refunded", "updated_at"])
-        _flag_for_review(payment, f"refund {refund.pk} failed after it had succeeded",
-                         source=source, webhook_event=webhook_event)
+        _flag_for_review(
+            payment,
+            f"refund {refund.pk} failed after it had succeeded",
+            source=source,
+            webhook_event=webhook_event,
+        )
         _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
     else:
         PaymentEvent.objects.create(
-            payment=payment, from_status=payment.status, to_status=payment.status,
-            amount=refund.amount, source=source, refund=refund, webhook_event=webhook_event,
+            payment=payment,
+            from_status=payment.status,
+            to_status=payment.status,
+            amount=refund.amount,
+            source=source,
+            refund=refund,
+            webhook_event=webhook_event,
             note=f"refund {new.value}: {refund.failure_reason}"[:500],
         )
         if new == RefundStatus.FAILED:
@@ -339,21 +405,29 @@ def _apply_refund(
     return refund
 
 
-def _find_refund(payment: AbstractPayment, result: ProviderRefund) -> Refund | None:
+def _find_refund(payment: AnyPayment, result: ProviderRefund) -> Refund | None:
     query = Q(provider_refund_id=result.provider_refund_id)
     if result.our_refund_id and _is_uuid(result.our_refund_id):
         query |= Q(pk=result.our_refund_id)
-    return payment.refunds.select_for_update().filter(query).first()
+    return Refund.objects.select_for_update().filter(query, payment=payment).first()
 
 
 def _apply_dispute(
-    payment: AbstractPayment, result: ProviderDispute, *, source: str,
+    payment: AnyPayment,
+    result: ProviderDispute,
+    *,
+    source: str,
     webhook_event: WebhookEvent | None = None,
 ) -> Dispute:
     dispute, created = Dispute.objects.select_for_update().get_or_create(
-        payment=payment, provider_dispute_id=result.provider_dispute_id,
-        defaults={"amount": result.amount, "currency": (result.currency or payment.currency).upper(),
-                  "reason": result.reason, "status": result.status.value},
+        payment=payment,
+        provider_dispute_id=result.provider_dispute_id,
+        defaults={
+            "amount": result.amount,
+            "currency": (result.currency or payment.currency).upper(),
+            "reason": result.reason,
+            "status": result.status.value,
+        },
     )
     closed = {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.CLOSED}
     was_closed = not created and DisputeStatus(dispute.status) in closed
@@ -361,8 +435,12 @@ def _apply_dispute(
         dispute.status = result.status.value
         dispute.save(update_fields=["status", "updated_at"])
     PaymentEvent.objects.create(
-        payment=payment, from_status=payment.status, to_status=payment.status,
-        amount=dispute.amount, source=source, webhook_event=webhook_event,
+        payment=payment,
+        from_status=payment.status,
+        to_status=payment.status,
+        amount=dispute.amount,
+        source=source,
+        webhook_event=webhook_event,
         note=f"dispute {dispute.provider_dispute_id} {dispute.status}"[:500],
     )
     if created:
@@ -415,7 +493,7 @@ def create_payment(
     metadata: Mapping[str, Any] | None = None,
     capture: bool = True,
     idempotency_key: str | None = None,
-) -> AbstractPayment:
+) -> AnyPayment:
     """Create a payment and its counterpart at the provider.
 
     ``amount`` is an ``int`` in the currency's minor unit. The returned
@@ -436,12 +514,24 @@ def create_payment(
     backend.validate_amount(amount, currency)
     metadata = _clean_metadata(metadata)
     owner = _user_or_none(user)
-    if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255):
+    if idempotency_key is not None and not (
+        isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255
+    ):
         raise InvalidAmount("idempotency_key must be a string of 1 to 255 characters.")
-    fingerprint = _fingerprint(
-        amount=amount, currency=currency, provider=backend.alias, user=owner.pk if owner else None,
-        email=email, description=description, metadata=metadata, capture=capture,
-    ) if idempotency_key else ""
+    fingerprint = (
+        _fingerprint(
+            amount=amount,
+            currency=currency,
+            provider=backend.alias,
+            user=owner.pk if owner else None,
+            email=email,
+            description=description,
+            metadata=metadata,
+            capture=capture,
+        )
+        if idempotency_key
+        else ""
+    )
 
     Payment = get_payment_model()
     if idempotency_key:
@@ -451,13 +541,24 @@ def create_payment(
     try:
         with transaction.atomic():
             payment = Payment.objects.create(
-                provider=backend.alias, amount=amount, currency=currency, user=owner,
-                email=email or (getattr(owner, "email", "") or ""), description=description[:1000],
-                metadata=metadata, capture_method="automatic" if capture else "manual",
-                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+                provider=backend.alias,
+                amount=amount,
+                currency=currency,
+                user=owner,
+                email=email or (getattr(owner, "email", "") or ""),
+                description=description[:1000],
+                metadata=metadata,
+                capture_method="automatic" if capture else "manual",
+                idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint,
             )
-            PaymentEvent.objects.create(payment=payment, to_status=payment.status,
-                                        source=Source.API, user=owner, note="created")
+            PaymentEvent.objects.create(
+                payment=payment,
+                to_status=payment.status,
+                source=Source.API,
+                user=owner,
+                note="created",
+            )
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -465,7 +566,7 @@ def create_payment(
     return _open_at_provider(payment, backend)
 
 
-def _replay(payment: AbstractPayment, fingerprint: str, backend: BaseProvider) -> AbstractPayment:
+def _replay(payment: AnyPayment, fingerprint: str, backend: BaseProvider) -> AnyPayment:
     if payment.request_fingerprint != fingerprint:
         raise IdempotencyConflict("This idempotency key was used with different parameters.")
     if payment.provider_payment_id and payment.status in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}:
@@ -476,11 +577,11 @@ def _replay(payment: AbstractPayment, fingerprint: str, backend: BaseProvider) -
     return payment
 
 
-def _create_key(payment: AbstractPayment) -> str:
+def _create_key(payment: AnyPayment) -> str:
     return f"paygate-{payment.pk}-create"
 
 
-def _open_at_provider(payment: AbstractPayment, backend: BaseProvider) -> AbstractPayment:
+def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
     """Create the provider's object for a committed payment row, then link it."""
     try:
         result = backend.create_payment(payment, idempotency_key=_create_key(payment))
@@ -488,8 +589,11 @@ def _open_at_provider(payment: AbstractPayment, backend: BaseProvider) -> Abstra
         _review(payment, str(exc))
         raise
     except ProviderUnavailable:
-        logger.warning("Payment %s: provider %s unreachable on create; sync will finish it.",
-                       payment.pk, backend.alias)
+        logger.warning(
+            "Payment %s: provider %s unreachable on create; sync will finish it.",
+            payment.pk,
+            backend.alias,
+        )
         raise
     except ProviderError as exc:
         _fail(payment, exc)
@@ -501,12 +605,12 @@ def _open_at_provider(payment: AbstractPayment, backend: BaseProvider) -> Abstra
     return locked
 
 
-def _review(payment: AbstractPayment, reason: str) -> None:
+def _review(payment: AnyPayment, reason: str) -> None:
     with transaction.atomic():
         _flag_for_review(_lock(payment.pk), reason, source=Source.API)
 
 
-def _fail(payment: AbstractPayment, exc: PaygateError) -> None:
+def _fail(payment: AnyPayment, exc: PaygateError) -> None:
     with transaction.atomic():
         locked = _lock(payment.pk)
         if can_transition(locked.status, P.FAILED):
@@ -515,12 +619,12 @@ def _fail(payment: AbstractPayment, exc: PaygateError) -> None:
             _change(locked, P.FAILED, source=Source.API, fields=("failure_code", "failure_message"))
 
 
-def _confirm_key(payment: AbstractPayment, data: Mapping[str, Any]) -> str:
+def _confirm_key(payment: AnyPayment, data: Mapping[str, Any]) -> str:
     digest = _fingerprint(**data)[:16]
     return f"paygate-{payment.pk}-confirm-{payment.status}-{digest}"
 
 
-def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AbstractPayment:
+def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPayment:
     """Confirm ``payment`` with the provider's confirmation data.
 
     ``payment_method=`` (Stripe PaymentMethod id; dummy test card),
@@ -543,8 +647,9 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AbstractP
     if not payment.provider_payment_id:
         payment = _open_at_provider(payment, backend)
     try:
-        result = backend.confirm_payment(payment, idempotency_key=_confirm_key(payment, provider_data),
-                                         **provider_data)
+        result = backend.confirm_payment(
+            payment, idempotency_key=_confirm_key(payment, provider_data), **provider_data
+        )
     except PaymentDeclined as exc:
         _fail(payment, exc)
         raise
@@ -556,23 +661,31 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AbstractP
         _apply_payment(locked, result, source=Source.API)
     locked.next_action = result.next_action
     if result.status == P.FAILED:
-        raise PaymentDeclined(result.failure_message or "The payment was declined.",
-                              decline_code=result.failure_code, provider=backend.alias, payment=locked)
+        raise PaymentDeclined(
+            result.failure_message or "The payment was declined.",
+            decline_code=result.failure_code,
+            provider=backend.alias,
+            payment=locked,
+        )
     return locked
 
 
-def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AbstractPayment:
+def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyPayment:
     """Capture an ``authorized`` payment, fully or ``amount`` of it."""
     with transaction.atomic():
         locked = _lock(payment.pk)
         if locked.status != P.AUTHORIZED:
-            raise InvalidTransition(f"Only an authorized payment can be captured, not a {locked.status} one.")
+            raise InvalidTransition(
+                f"Only an authorized payment can be captured, not a {locked.status} one."
+            )
         amount = locked.amount if amount is None else money.validate_minor(amount, locked.currency)
         if amount > locked.amount:
             raise InvalidAmount(f"Cannot capture {amount}: only {locked.amount} was authorized.")
     backend = get_provider(locked.provider)
     try:
-        result = backend.capture_payment(locked, amount=amount, idempotency_key=f"paygate-{locked.pk}-capture")
+        result = backend.capture_payment(
+            locked, amount=amount, idempotency_key=f"paygate-{locked.pk}-capture"
+        )
     except ProviderIdempotencyError as exc:
         _review(locked, str(exc))
         raise
@@ -586,7 +699,7 @@ def capture_payment(payment: AbstractPayment, amount: int | None = None) -> Abst
     return locked
 
 
-def cancel_payment(payment: AbstractPayment) -> AbstractPayment:
+def cancel_payment(payment: AbstractPayment) -> AnyPayment:
     """Cancel a payment that has not been captured (releases an authorization)."""
     with transaction.atomic():
         locked = _lock(payment.pk)
@@ -638,21 +751,33 @@ def refund_payment(
             )
         refund_id = uuid.uuid4()
         refund = Refund.objects.create(
-            id=refund_id, payment=locked, amount=amount, currency=locked.currency,
-            reason=reason[:500], created_by=_user_or_none(user), idempotency_key=f"paygate-refund-{refund_id}",
+            id=refund_id,
+            payment=locked,
+            amount=amount,
+            currency=locked.currency,
+            reason=reason[:500],
+            created_by=_user_or_none(user),
+            idempotency_key=f"paygate-refund-{refund_id}",
         )
         PaymentEvent.objects.create(
-            payment=locked, from_status=locked.status, to_status=locked.status, amount=amount,
-            source=Source.API, refund=refund, user=_user_or_none(user),
+            payment=locked,
+            from_status=locked.status,
+            to_status=locked.status,
+            amount=amount,
+            source=Source.API,
+            refund=refund,
+            user=_user_or_none(user),
             note=f"refund requested: {reason}"[:500],
         )
     return _send_refund(locked, refund)
 
 
-def _send_refund(payment: AbstractPayment, refund: Refund, *, source: str = Source.API) -> Refund:
+def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API) -> Refund:
     backend = get_provider(payment.provider)
     try:
-        result = backend.refund_payment(payment, refund, idempotency_key=str(refund.idempotency_key))
+        result = backend.refund_payment(
+            payment, refund, idempotency_key=str(refund.idempotency_key)
+        )
     except ProviderUnavailable:
         logger.warning("Refund %s: outcome unknown; it stays pending for sync.", refund.pk)
         raise
@@ -666,9 +791,13 @@ def _send_refund(payment: AbstractPayment, refund: Refund, *, source: str = Sour
             if refund.status == RefundStatus.PENDING.value:
                 from django_paygate.providers.base import ProviderRefund
 
-                failed = ProviderRefund(provider_refund_id=refund.provider_refund_id or "",
-                                        status=RefundStatus.FAILED, amount=refund.amount,
-                                        currency=refund.currency, failure_reason=str(exc)[:255])
+                failed = ProviderRefund(
+                    provider_refund_id=refund.provider_refund_id or "",
+                    status=RefundStatus.FAILED,
+                    amount=refund.amount,
+                    currency=refund.currency,
+                    failure_reason=str(exc)[:255],
+                )
                 _apply_refund(locked, failed, source=source, refund=refund)
         raise
     with transaction.atomic():
@@ -679,7 +808,7 @@ def _send_refund(payment: AbstractPayment, refund: Refund, *, source: str = Sour
     return refund
 
 
-def sync_payment(payment: AbstractPayment) -> AbstractPayment:
+def sync_payment(payment: AbstractPayment) -> AnyPayment:
     """Pull the truth from the provider and apply it.
 
     Repairs a payment left between steps: one that was never linked to the
@@ -701,7 +830,11 @@ def sync_payment(payment: AbstractPayment) -> AbstractPayment:
         _apply_payment(locked, result, source=Source.SYNC)
         for provider_refund in result.refunds:
             _apply_refund(locked, provider_refund, source=Source.SYNC)
-        unanswered = list(locked.refunds.filter(status=RefundStatus.PENDING.value, provider_refund_id=None))
+        unanswered = list(
+            Refund.objects.filter(
+                payment=locked, status=RefundStatus.PENDING.value, provider_refund_id=None
+            )
+        )
     for refund in unanswered:
         _send_refund(locked, refund, source=Source.SYNC)
     return get_payment_model().objects.get(pk=payment.pk)
@@ -713,7 +846,9 @@ def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
 
     from django_paygate.conf import paygate_settings
 
-    seconds = paygate_settings.SYNC_STUCK_AFTER if older_than_seconds is None else older_than_seconds
+    seconds = (
+        paygate_settings.SYNC_STUCK_AFTER if older_than_seconds is None else older_than_seconds
+    )
     cutoff = timezone.now() - timedelta(seconds=seconds)
     in_flight = [s.value for s in (P.PENDING, P.REQUIRES_ACTION, P.PROCESSING)]
     return (
@@ -773,7 +908,7 @@ def sync_stuck_payments(
 # ---------------------------------------------------------------------------
 
 
-def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AbstractPayment | None:
+def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AnyPayment | None:
     """The payment an event is about, locked; one statement.
 
     Found by the provider's id, or by our id echoed in the event's metadata
@@ -789,21 +924,29 @@ def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> Abstrac
     return get_payment_model().objects.select_for_update().filter(query).first()
 
 
-def apply_event(
-    payment: AbstractPayment, event: ProviderEvent, *, webhook_event: WebhookEvent
-) -> bool:
+def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: WebhookEvent) -> bool:
     """Apply a verified webhook event to a locked payment; whether anything changed."""
     changed = False
     if event.payment is not None:
         before = payment.status
-        changed |= _apply_payment(payment, event.payment, source=Source.WEBHOOK,
-                                  webhook_event=webhook_event)
+        changed |= _apply_payment(
+            payment, event.payment, source=Source.WEBHOOK, webhook_event=webhook_event
+        )
         status = event.payment.status
-        if status is not None and before == payment.status and status.value != before and is_stale(before, status):
-            logger.info("Stale %s event %s ignored (payment is %s).", status, event.event_id, before)
+        if (
+            status is not None
+            and before == payment.status
+            and status.value != before
+            and is_stale(before, status)
+        ):
+            logger.info(
+                "Stale %s event %s ignored (payment is %s).", status, event.event_id, before
+            )
     if event.refund is not None:
         before_refunded = payment.amount_refunded
-        refund = _apply_refund(payment, event.refund, source=Source.WEBHOOK, webhook_event=webhook_event)
+        refund = _apply_refund(
+            payment, event.refund, source=Source.WEBHOOK, webhook_event=webhook_event
+        )
         changed |= refund is not None and payment.amount_refunded != before_refunded
     if event.dispute is not None:
         _apply_dispute(payment, event.dispute, source=Source.WEBHOOK, webhook_event=webhook_event)

@@ -101,14 +101,20 @@ _OPEN = frozenset({P.PENDING, P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.S
 #: (a second partial refund changes amounts, not the status).
 PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
     {
-        P.PENDING: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
-        P.REQUIRES_ACTION: frozenset({P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
+        P.PENDING: frozenset(
+            {P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}
+        ),
+        P.REQUIRES_ACTION: frozenset(
+            {P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}
+        ),
         P.PROCESSING: frozenset({P.AUTHORIZED, P.SUCCEEDED, P.FAILED, P.CANCELED}),
         # An expired or voided authorization ends canceled, never failed.
         P.AUTHORIZED: frozenset({P.SUCCEEDED, P.CANCELED}),
         # Not final: Stripe lets the customer retry with another card, and
         # Razorpay documents payment.failed followed by payment.captured.
-        P.FAILED: frozenset({P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.CANCELED}),
+        P.FAILED: frozenset(
+            {P.REQUIRES_ACTION, P.PROCESSING, P.AUTHORIZED, P.SUCCEEDED, P.CANCELED}
+        ),
         P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
         P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
         P.REFUNDED: frozenset(),

@@ -17,43 +17,79 @@ on the unique index for the first to commit, then see it processed. Other
 databases use a savepoint and ``IntegrityError``, which costs one statement
 more.
 
+Statements per delivery (pinned by tests/webhooks/test_budget.py): a first
+delivery that changes a payment's status costs six data statements (inbox
+claim, payment lock, payment update, audit row, outbox row, inbox status); a
+duplicate costs one. The outbox row is delivered after commit by
+:mod:`django_paygate.notifications`, outside this budget.
+
 A processing error rolls the whole transaction back; the event is then stored
-as ``failed`` with the error, and answered 500 so the provider retries.
+as ``failed`` with the error, and answered 500 so the provider retries. An
+event that arrives before it can be applied (a refund of a payment that is not
+captured yet) is stored as ``failed`` too and answered 409: the provider
+delivers it again later, by which time the event it depends on has arrived.
 ``manage.py paygate_replay_webhooks`` replays failed events through the same
 code.
+
+Nothing here logs a request body, a signature or a secret.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from django_paygate import services
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import UnknownProvider, WebhookVerificationError
-from django_paygate.models import WebhookEvent
+from django_paygate.models import AbstractPayment, WebhookEvent
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent
+from django_paygate.states import PAID_STATUSES, REFUND_RESERVING_STATUSES, PaymentStatus
 
 logger = logging.getLogger("django_paygate.webhooks")
 
 Status = WebhookEvent.Status
 
+#: Header names containing any of these words are never stored, whatever a provider asks.
+SECRET_HEADER_WORDS = ("signature", "authorization", "secret", "token", "cookie", "key")
+#: Longest header value kept on an inbox row.
+MAX_HEADER_VALUE = 1000
+
+PROCESSED = "processed"
+IGNORED = "ignored"
+DUPLICATE = "duplicate"
+FAILED = "failed"
+EARLY = "early"
+REJECTED = "rejected"
+
 
 @dataclass(frozen=True)
 class WebhookResult:
-    """What the view answers: an HTTP status and a short, secret-free message."""
+    """What the view answers: an HTTP status and a short, secret-free message.
+
+    ``outcome`` is one of ``processed``, ``ignored``, ``duplicate``, ``failed``,
+    ``early`` (stored as failed, to be delivered again) and ``rejected``
+    (nothing stored); ``event_id`` is the inbox row's id when there is one.
+    """
 
     status_code: int
     message: str
     event_id: int | None = None
+    outcome: str = ""
+
+
+class EventTooEarly(Exception):
+    """The event depends on another one that has not arrived yet."""
 
 
 def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
@@ -61,19 +97,83 @@ def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> Webh
     try:
         provider = get_provider(alias)
     except UnknownProvider:
-        return WebhookResult(404, "Unknown provider.")
-    if len(body) > int(paygate_settings.WEBHOOK_MAX_BODY_SIZE):
-        return WebhookResult(413, "Payload too large.")
+        return WebhookResult(404, "Unknown provider.", outcome=REJECTED)
+    if len(body) > max_body_size():
+        return WebhookResult(413, "Payload too large.", outcome=REJECTED)
     headers = CaseInsensitiveMapping(dict(headers))
     try:
         provider.verify_webhook(body, headers)
-        event = provider.parse_webhook(body, headers)
         payload = body.decode("utf-8")
-    except (WebhookVerificationError, UnicodeDecodeError, ValueError, TypeError) as exc:
-        logger.warning("Rejected %s webhook: %s", alias, _safe(exc))
-        return WebhookResult(400, "Invalid webhook.")
-    kept = {k: headers[k] for k in provider.webhook_headers_to_keep if k in headers}
-    return process_event(provider, event, payload, kept)
+        event = provider.parse_webhook(body, headers)
+        problem = _unstorable(event)
+        if problem:
+            raise WebhookVerificationError(problem)
+    except WebhookVerificationError as exc:
+        return _reject(alias, str(exc)[:200])
+    except UnicodeDecodeError:
+        return _reject(alias, "The body is not valid UTF-8.")
+    except Exception as exc:
+        # A provider adapter that raises something else on hostile input is a
+        # bug in the adapter; the delivery is still refused, never a 500.
+        return _reject(alias, f"unexpected {type(exc).__name__} while verifying or parsing")
+    return process_event(provider, event, payload, kept_headers(provider, headers))
+
+
+def max_body_size() -> int:
+    """``PAYGATE["WEBHOOK_MAX_BODY_SIZE"]`` in bytes."""
+    return int(paygate_settings.WEBHOOK_MAX_BODY_SIZE)
+
+
+def _reject(alias: str, reason: str) -> WebhookResult:
+    logger.warning("Rejected %s webhook: %s", alias, reason)
+    return WebhookResult(400, "Invalid webhook.", outcome=REJECTED)
+
+
+def kept_headers(provider: BaseProvider, headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers worth storing on the inbox row: never a signature or a secret."""
+    kept: dict[str, str] = {}
+    for name in provider.webhook_headers_to_keep:
+        lowered = name.lower()
+        if any(word in lowered for word in SECRET_HEADER_WORDS):
+            continue
+        value = headers.get(name)
+        if value is not None:
+            kept[lowered] = _storable_text(str(value))[:MAX_HEADER_VALUE]
+    return kept
+
+
+def _storable_text(text: str) -> str:
+    """``text`` without what no database text column takes (NUL, lone surrogates)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _unstorable(value: Any, where: str = "event") -> str:
+    """Why a parsed event cannot be stored as it is ("" when it can)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where} contains a NUL character."
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where} is not valid Unicode."
+        return ""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            if f.name in {"client_data", "next_action"}:
+                continue
+            problem = _unstorable(getattr(value, f.name), f"{where}.{f.name}")
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            problem = _unstorable(key, where) or _unstorable(item, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, (list, tuple)):
+        return next((p for p in (_unstorable(v, where) for v in value) if p), "")
+    return ""
 
 
 def process_event(
@@ -85,57 +185,239 @@ def process_event(
     replay: bool = False,
 ) -> WebhookResult:
     """Store ``event`` in the inbox (once) and apply it; see the module docstring."""
+    if not event.event_id or len(event.event_id) > 255:
+        return _reject(provider.alias, "The event id is missing or longer than 255 characters.")
     try:
         with transaction.atomic():
             row_id = _claim(provider.alias, event, payload, headers, replay=replay)
             if row_id is None:
-                return WebhookResult(200, "Duplicate event.")
+                return WebhookResult(200, "Duplicate event.", outcome=DUPLICATE)
             if not event.actionable:
                 _finish(row_id, Status.IGNORED, error="event type not handled")
-                return WebhookResult(200, "Event ignored.", row_id)
+                return WebhookResult(200, "Event ignored.", row_id, IGNORED)
             payment = services.lock_payment_for_event(provider.alias, event)
             if payment is None:
                 _finish(row_id, Status.IGNORED, error="no matching payment")
-                return WebhookResult(200, "Event ignored.", row_id)
+                return WebhookResult(200, "Event ignored.", row_id, IGNORED)
+            early = _too_early(payment, event)
+            if early:
+                raise EventTooEarly(early)
             row = WebhookEvent(pk=row_id, provider=provider.alias, event_id=event.event_id)
             services.apply_event(payment, event, webhook_event=row)
             _finish(row_id, Status.PROCESSED, payment=payment)
-            return WebhookResult(200, "Event processed.", row_id)
+            return WebhookResult(200, "Event processed.", row_id, PROCESSED)
+    except EventTooEarly as exc:
+        logger.info(
+            "%s event %s is early (%s); the provider will deliver it again.",
+            provider.alias,
+            event.event_id,
+            exc,
+        )
+        row_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
+        return WebhookResult(409, "Event arrived early; deliver it again later.", row_id, EARLY)
     except Exception as exc:
         logger.exception("Processing %s event %s failed.", provider.alias, event.event_id)
-        row_id = _record_failure(provider.alias, event, payload, headers, exc)
-        return WebhookResult(500, "Event processing failed.", row_id)
+        row_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
+        return WebhookResult(500, "Event processing failed.", row_id, FAILED)
+
+
+def _too_early(payment: AbstractPayment, event: ProviderEvent) -> str:
+    """Why ``event`` cannot be applied to the locked ``payment`` yet ("" when it can).
+
+    A refund that holds money (pending or succeeded) needs a captured
+    payment: when its event overtakes the payment's own ``succeeded`` event,
+    applying it now would drop the refund. Refusing it makes the provider
+    deliver it again once the payment has caught up.
+    """
+    refund = event.refund
+    if refund is None or refund.status not in REFUND_RESERVING_STATUSES:
+        return ""
+    if PaymentStatus(payment.status) in PAID_STATUSES:
+        return ""
+    return f"refund {refund.provider_refund_id} for a {payment.status} payment"
 
 
 def replay_event(webhook_event: WebhookEvent) -> WebhookResult:
-    """Apply a stored event again through the same pipeline (no new signature check)."""
-    provider = get_provider(webhook_event.provider)
+    """Apply a stored event again through the same pipeline (no new signature check).
+
+    The stored payload was verified when it arrived. The event is applied
+    whatever its status; the services' state machine makes a second
+    application of a processed event change nothing.
+    """
+    try:
+        provider = get_provider(webhook_event.provider)
+    except UnknownProvider:
+        return WebhookResult(404, "Unknown provider.", webhook_event.pk, REJECTED)
     body = webhook_event.payload.encode("utf-8")
     headers = CaseInsensitiveMapping(dict(webhook_event.headers or {}))
-    event = provider.parse_webhook(body, headers)
-    return process_event(provider, event, webhook_event.payload, webhook_event.headers or {}, replay=True)
+    try:
+        event = provider.parse_webhook(body, headers)
+    except Exception as exc:
+        logger.warning(
+            "Cannot replay %s event %s: %s",
+            webhook_event.provider,
+            webhook_event.event_id,
+            type(exc).__name__,
+        )
+        return WebhookResult(400, "The stored event cannot be parsed.", webhook_event.pk, REJECTED)
+    return process_event(
+        provider, event, webhook_event.payload, webhook_event.headers or {}, replay=True
+    )
 
 
-def _safe(exc: BaseException) -> str:
-    """An exception's class and message, cut short (never the body or the header)."""
-    if isinstance(exc, WebhookVerificationError):
-        return str(exc)[:200]
-    return type(exc).__name__
+@dataclass
+class ReplaySummary:
+    """How a batch of replays went, by outcome."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: WebhookResult) -> None:
+        self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def get(self, outcome: str) -> int:
+        return self.counts.get(outcome, 0)
+
+    @property
+    def still_failing(self) -> int:
+        return self.get(FAILED) + self.get(EARLY) + self.get(REJECTED)
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts.items()))
+        return f"{self.total} event(s) replayed" + (f": {parts}" if parts else "")
 
 
-def _values(alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str],
-            status: str, error: str = "") -> dict[str, Any]:
-    headers_field = WebhookEvent._meta.get_field("headers")
+def replay_events(events: Iterable[WebhookEvent]) -> ReplaySummary:
+    """Replay each event in turn (each in its own transaction)."""
+    summary = ReplaySummary()
+    for webhook_event in events:
+        summary.add(replay_event(webhook_event))
+    return summary
+
+
+def select_events(
+    *,
+    ids: Iterable[str] = (),
+    provider: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    statuses: Iterable[str] | None = (Status.FAILED,),
+) -> QuerySet[WebhookEvent]:
+    """Inbox rows to replay, oldest first.
+
+    ``ids`` match the provider's event id or the row's own id; ``statuses``
+    ``None`` means every status.
+    """
+    query = WebhookEvent.objects.all()
+    ids = [str(i) for i in ids]
+    if ids:
+        by_id = Q(event_id__in=ids)
+        numeric = [int(i) for i in ids if i.isdigit()]
+        if numeric:
+            by_id |= Q(pk__in=numeric)
+        query = query.filter(by_id)
+    if provider:
+        query = query.filter(provider=provider)
+    if since is not None:
+        query = query.filter(received_at__gte=since)
+    if until is not None:
+        query = query.filter(received_at__lt=until)
+    if statuses is not None:
+        query = query.filter(status__in=list(statuses))
+    return query.order_by("received_at", "id")
+
+
+def prune_events(
+    *,
+    older_than_days: int,
+    include_failed: bool = False,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+) -> int:
+    """Delete inbox rows received more than ``older_than_days`` ago; how many.
+
+    Only ``processed`` and ``ignored`` rows go (and ``failed`` ones with
+    ``include_failed``); ``received`` rows are never touched. Deleting is done
+    in batches so no transaction grows large. A pruned event that a provider
+    delivers again is processed again: keep more days than providers retry.
+    """
+    if older_than_days < 0:
+        raise ValueError("older_than_days must not be negative.")
+    statuses = [Status.PROCESSED, Status.IGNORED] + ([Status.FAILED] if include_failed else [])
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    query = WebhookEvent.objects.filter(status__in=statuses, received_at__lt=cutoff)
+    if dry_run:
+        return query.count()
+    deleted = 0
+    while True:
+        batch = list(query.order_by("id").values_list("id", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            WebhookEvent.objects.filter(pk__in=batch).delete()
+        deleted += len(batch)
+
+
+def health(*, details: bool) -> tuple[dict[str, Any], bool]:
+    """The health endpoint's body, and whether the database answered.
+
+    With ``details``: per provider alias, when its last event arrived and how
+    many of its events are ``failed``.
+    """
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = True
+    except Exception:
+        logger.exception("Health check: the database did not answer.")
+        database = False
+    body: dict[str, Any] = {"status": "ok" if database else "unavailable", "database": database}
+    if database and details:
+        rows = (
+            WebhookEvent.objects.order_by()
+            .values("provider")
+            .annotate(
+                last_event_at=Max("received_at"),
+                failed=Count("id", filter=Q(status=Status.FAILED)),
+            )
+        )
+        providers: dict[str, dict[str, Any]] = {
+            alias: {"last_event_at": None, "failed_events": 0}
+            for alias in paygate_settings.PROVIDERS
+        }
+        for row in rows:
+            last = row["last_event_at"]
+            providers[row["provider"]] = {
+                "last_event_at": last.isoformat() if last else None,
+                "failed_events": row["failed"],
+            }
+        body["providers"] = providers
+        body["failed_events"] = sum(p["failed_events"] for p in providers.values())
+    return body, database
+
+
+def _values(
+    alias: str,
+    event: ProviderEvent,
+    payload: str,
+    headers: Mapping[str, str],
+    status: str,
+    error: str = "",
+) -> dict[str, Any]:
+    meta = WebhookEvent._meta
     return {
         "provider": alias,
         "event_id": event.event_id,
-        "type": event.type,
+        "type": _storable_text(event.type)[:128],
         "payload": payload,
-        "headers": headers_field.get_db_prep_save(dict(headers), connection),
+        "headers": meta.get_field("headers").get_db_prep_save(dict(headers), connection),
         "status": status,
         "attempts": 1,
         "error": error,
-        "received_at": timezone.now(),
+        "received_at": meta.get_field("received_at").get_db_prep_save(timezone.now(), connection),
     }
 
 
@@ -155,8 +437,9 @@ def _native_upsert() -> bool:
     return connection.vendor in {"postgresql", "sqlite"}
 
 
-def _claim(alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str], *,
-           replay: bool) -> int | None:
+def _claim(
+    alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str], *, replay: bool
+) -> int | None:
     """The inbox row's id if this delivery must be processed, ``None`` for a duplicate."""
     values = _values(alias, event, payload, headers, Status.RECEIVED)
     retryable = [Status.RECEIVED.value, Status.FAILED.value]
@@ -176,9 +459,13 @@ def _claim(alias: str, event: ProviderEvent, payload: str, headers: Mapping[str,
         return int(row[0]) if row else None
     try:
         with transaction.atomic():
-            return WebhookEvent.objects.create(**{**values, "headers": dict(headers)}).pk
+            return WebhookEvent.objects.create(
+                **{**values, "headers": dict(headers), "received_at": timezone.now()}
+            ).pk
     except IntegrityError:
-        existing = WebhookEvent.objects.select_for_update().get(provider=alias, event_id=event.event_id)
+        existing = WebhookEvent.objects.select_for_update().get(
+            provider=alias, event_id=event.event_id
+        )
         if not replay and existing.status not in retryable:
             return None
         existing.attempts += 1
@@ -193,19 +480,43 @@ def _finish(row_id: int, status: str, *, payment: Any = None, error: str = "") -
     )
 
 
-def _record_failure(alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str],
-                    exc: BaseException) -> int | None:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
+def _record_failure(
+    alias: str,
+    event: ProviderEvent,
+    payload: str,
+    headers: Mapping[str, str],
+    exc: BaseException,
+    *,
+    replay: bool = False,
+) -> int | None:
+    """Store the event as ``failed`` with ``exc`` (its transaction was rolled back).
+
+    A concurrent copy of the event may have been processed in the meantime:
+    a processed or ignored row is then left alone (unless this was a replay).
+    """
+    error = _storable_text(f"{type(exc).__name__}: {exc}")[:2000]
     try:
         with transaction.atomic():
             row, created = WebhookEvent.objects.get_or_create(
-                provider=alias, event_id=event.event_id,
-                defaults={"type": event.type, "payload": payload, "headers": dict(headers),
-                          "status": Status.FAILED, "error": error},
+                provider=alias,
+                event_id=event.event_id,
+                defaults={
+                    "type": _storable_text(event.type)[:128],
+                    "payload": payload,
+                    "headers": dict(headers),
+                    "status": Status.FAILED,
+                    "error": error,
+                },
             )
             if not created:
-                WebhookEvent.objects.filter(pk=row.pk).update(
-                    status=Status.FAILED, error=error, attempts=F("attempts") + 1
+                rows = WebhookEvent.objects.filter(pk=row.pk)
+                if not replay:
+                    rows = rows.filter(status__in=[Status.RECEIVED, Status.FAILED])
+                rows.update(
+                    status=Status.FAILED,
+                    error=error,
+                    attempts=F("attempts") + 1,
+                    processed_at=None,
                 )
             return row.pk
     except Exception:  # the database itself is down: the provider will retry

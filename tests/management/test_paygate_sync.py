@@ -36,7 +36,8 @@ def test_repairs_stuck_payments_with_a_summary(dummy, signal_spy):
     fresh.refresh_from_db()
     assert lost.status == "succeeded"
     assert signal_spy.count("payment_succeeded") == 1
-    assert untouched.status == "pending" and untouched.needs_review  # old and still unresolved
+    assert untouched.status == "pending"
+    assert untouched.needs_review  # old and still unresolved
     assert "unresolved by sync" in untouched.review_reason
     assert not fresh.needs_review
 

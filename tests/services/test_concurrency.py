@@ -79,21 +79,33 @@ def test_concurrent_confirm_and_webhook_give_one_transition(dummy, signal_spy):
     payment = services.create_payment(amount=700, currency="USD")
     body, headers = dummy.build_event(
         "payment.succeeded",
-        {"payment": {"id": payment.provider_payment_id, "amount": 700, "currency": "USD",
-                     "amount_captured": 700}, "payment_id": str(payment.pk)},
+        {
+            "payment": {
+                "id": payment.provider_payment_id,
+                "amount": 700,
+                "currency": "USD",
+                "amount_captured": 700,
+            },
+            "payment_id": str(payment.pk),
+        },
     )
 
     def act(i: int) -> Any:
         if i % 2:
             return services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
         meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-        return Client().post("/api/payments/webhooks/dummy/", body, content_type="application/json",
-                             **meta).status_code
+        return (
+            Client()
+            .post("/api/payments/webhooks/dummy/", body, content_type="application/json", **meta)
+            .status_code
+        )
 
     results = run_together(10, act)
     assert all(not isinstance(r, Exception) for r in results), results
     assert [r for r in results if isinstance(r, int)] == [200] * 5
     payment.refresh_from_db()
     assert payment.status == "succeeded"
-    assert payment.events.filter(to_status="succeeded").exclude(from_status="succeeded").count() == 1
+    assert (
+        payment.events.filter(to_status="succeeded").exclude(from_status="succeeded").count() == 1
+    )
     assert signal_spy.count("payment_succeeded") == 1

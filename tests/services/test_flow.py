@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from django_paygate import services
-from django_paygate.providers.dummy import CARD_DECLINED, CARD_REQUIRES_ACTION, CARD_SUCCEEDS
 from django_paygate.exceptions import PaymentDeclined
+from django_paygate.providers.dummy import CARD_DECLINED, CARD_REQUIRES_ACTION, CARD_SUCCEEDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -81,8 +81,10 @@ def test_refund_of_a_pending_payment(dummy):
     assert rows() == before
 
 
-@pytest.mark.parametrize(("amount", "error"), [(1001, RefundExceedsCaptured), (0, InvalidAmount),
-                                               (-1, InvalidAmount), (10.5, TypeError)])
+@pytest.mark.parametrize(
+    ("amount", "error"),
+    [(1001, RefundExceedsCaptured), (0, InvalidAmount), (-1, InvalidAmount), (10.5, TypeError)],
+)
 def test_refund_refuses_bad_amounts(dummy, amount, error):
     payment = paid(1000)
     services.refund_payment(payment, amount=400)
@@ -220,10 +222,15 @@ def test_find_stuck_payments(dummy):
 def test_rolled_back_transaction_sends_no_post_commit_signal(dummy, signal_spy):
     payment = services.create_payment(amount=1000, currency="USD")
     result = dummy.confirm_payment(payment, idempotency_key="x", payment_method=CARD_SUCCEEDS)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        locked = services._lock(payment.pk)
-        services._apply_payment(locked, result, source="api")
-        raise RuntimeError("the host's code failed after the change")
+
+    def change_then_fail() -> None:
+        with transaction.atomic():
+            locked = services._lock(payment.pk)
+            services._apply_payment(locked, result, source="api")
+            raise RuntimeError("the host's code failed after the change")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
     payment.refresh_from_db()
     assert payment.status == "pending"
     assert signal_spy.count("payment_status_changed") == 1  # sent inside, rolled back with it

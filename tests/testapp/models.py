@@ -17,4 +17,3 @@ class Order(models.Model):
 
 class ShopPayment(AbstractPayment):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT)
-

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_paygate.exceptions import (
     InvalidTransition,
@@ -83,7 +83,7 @@ class _Fault:
 
 class DummyProvider(BaseProvider):
     name = "Dummy"
-    default_options: Mapping[str, Any] = {
+    default_options: ClassVar[Mapping[str, Any]] = {
         "webhook_secret": DEFAULT_WEBHOOK_SECRET,
         # A str.format template with {payment_id}; the example project serves one.
         "checkout_url": "",
@@ -104,7 +104,9 @@ class DummyProvider(BaseProvider):
 
     # -- test controls ---------------------------------------------------------
 
-    def fail_next(self, method: str, error: PaygateError | None = None, *, after: bool = False) -> None:
+    def fail_next(
+        self, method: str, error: PaygateError | None = None, *, after: bool = False
+    ) -> None:
         """Make the next call of ``method`` raise ``error`` (default: a timeout).
 
         With ``after=True`` the remote side takes effect first, as when a
@@ -112,7 +114,11 @@ class DummyProvider(BaseProvider):
         """
         with self._lock:
             self._faults.append(
-                _Fault(method, error or ProviderUnavailable("Dummy timeout.", provider=self.alias), after)
+                _Fault(
+                    method,
+                    error or ProviderUnavailable("Dummy timeout.", provider=self.alias),
+                    after,
+                )
             )
 
     def reset(self) -> None:
@@ -191,7 +197,11 @@ class DummyProvider(BaseProvider):
 
         def effect() -> ProviderPayment:
             remote = self._get(payment)
-            if remote.status not in {PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.FAILED}:
+            if remote.status not in {
+                PaymentStatus.PENDING,
+                PaymentStatus.REQUIRES_ACTION,
+                PaymentStatus.FAILED,
+            }:
                 raise InvalidTransition(f"Cannot confirm a {remote.status} payment.")
             if remote.pending_action or card == CARD_SUCCEEDS:
                 remote.pending_action = False
@@ -204,11 +214,14 @@ class DummyProvider(BaseProvider):
                 remote.status, remote.pending_action = PaymentStatus.REQUIRES_ACTION, True
             else:
                 remote.status = PaymentStatus.FAILED
-                remote.failure_code = "card_declined" if card == CARD_DECLINED else "incorrect_number"
+                remote.failure_code = (
+                    "card_declined" if card == CARD_DECLINED else "incorrect_number"
+                )
             self._emit_payment(remote)
             return self._result(remote)
 
-        return self._call("confirm_payment", idempotency_key, effect)  # type: ignore[no-any-return]
+        result: ProviderPayment = self._call("confirm_payment", idempotency_key, effect)
+        return result
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
@@ -223,7 +236,8 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        return self._call("capture_payment", idempotency_key, effect)  # type: ignore[no-any-return]
+        result: ProviderPayment = self._call("capture_payment", idempotency_key, effect)
+        return result
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         def effect() -> ProviderPayment:
@@ -234,7 +248,8 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        return self._call("cancel_payment", idempotency_key, effect)  # type: ignore[no-any-return]
+        result: ProviderPayment = self._call("cancel_payment", idempotency_key, effect)
+        return result
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
@@ -250,10 +265,14 @@ class DummyProvider(BaseProvider):
                 our_refund_id=str(refund.pk),
             )
             remote.refunds[result.provider_refund_id] = result
-            self._emit("refund.succeeded", {"refund": self._refund_json(result), "payment_id": remote.our_id})
+            self._emit(
+                "refund.succeeded",
+                {"refund": self._refund_json(result), "payment_id": remote.our_id},
+            )
             return result
 
-        return self._call("refund_payment", idempotency_key, effect)  # type: ignore[no-any-return]
+        result: ProviderRefund = self._call("refund_payment", idempotency_key, effect)
+        return result
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         with self._lock:
@@ -263,7 +282,9 @@ class DummyProvider(BaseProvider):
                 return ProviderPayment(provider_payment_id=None, status=None)
             return self._result(remote)
 
-    def open_dispute(self, payment: AbstractPayment, *, status: DisputeStatus = DisputeStatus.OPEN) -> None:
+    def open_dispute(
+        self, payment: AbstractPayment, *, status: DisputeStatus = DisputeStatus.OPEN
+    ) -> None:
         """Emit a dispute event for ``payment`` (demo and tests)."""
         remote = self._get(payment)
         self._emit(
@@ -329,11 +350,19 @@ class DummyProvider(BaseProvider):
         self.sent_events.append((body, headers))
 
     def build_event(
-        self, event_type: str, data: Mapping[str, Any], *, event_id: str | None = None,
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        event_id: str | None = None,
         timestamp: int | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """A signed webhook delivery: ``(body, headers)``."""
-        event = {"id": event_id or f"evt_{uuid.uuid4().hex}", "type": event_type, "data": dict(data)}
+        event = {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "type": event_type,
+            "data": dict(data),
+        }
         body = json.dumps(event, separators=(",", ":")).encode()
         return body, {SIGNATURE_HEADER: self.sign(body, timestamp=timestamp)}
 
@@ -348,10 +377,14 @@ class DummyProvider(BaseProvider):
         timestamps = [v for k, v in parts if k.strip() == "t"]
         signatures = [v for k, v in parts if k.strip() == "v1"]
         if len(timestamps) != 1 or not timestamps[0].strip().isdigit() or not signatures:
-            raise WebhookVerificationError("Missing or malformed signature header.", provider=self.alias)
+            raise WebhookVerificationError(
+                "Missing or malformed signature header.", provider=self.alias
+            )
         ts = int(timestamps[0])
         if abs(time.time() - ts) > int(self.options["webhook_tolerance"]):
-            raise WebhookVerificationError("Timestamp outside the tolerance zone.", provider=self.alias)
+            raise WebhookVerificationError(
+                "Timestamp outside the tolerance zone.", provider=self.alias
+            )
         expected = [hmac_sha256_hex(s, f"{ts}.".encode() + body) for s in self.webhook_secrets()]
         if not signature_matches(signatures, expected):
             raise WebhookVerificationError("No signature matches.", provider=self.alias)
@@ -361,10 +394,12 @@ class DummyProvider(BaseProvider):
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
             raise WebhookVerificationError("The event has no id.", provider=self.alias)
         event_type = str(event.get("type") or "")
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
         our_id = data.get("payment_id") if isinstance(data.get("payment_id"), str) else None
         kind, _, status = event_type.partition(".")
-        base = ProviderEvent(event_id=event["id"][:255], type=event_type[:128], our_payment_id=our_id)
+        base = ProviderEvent(
+            event_id=event["id"][:255], type=event_type[:128], our_payment_id=our_id
+        )
         try:
             if kind == "payment" and isinstance(data.get("payment"), dict):
                 p = data["payment"]
@@ -389,7 +424,9 @@ class DummyProvider(BaseProvider):
                         amount=_int(r.get("amount")) or 0,
                         currency=str(r.get("currency") or ""),
                         provider_payment_id=str(r.get("payment") or "") or None,
-                        our_refund_id=r.get("our_refund_id") if isinstance(r.get("our_refund_id"), str) else None,
+                        our_refund_id=r.get("our_refund_id")
+                        if isinstance(r.get("our_refund_id"), str)
+                        else None,
                     ),
                 )
             if kind == "dispute" and isinstance(data.get("dispute"), dict):
