@@ -75,7 +75,6 @@ if TYPE_CHECKING:
 
     # The payment model in use; a swapped model has the same fields.
     from django_paygate.models import Payment as AnyPayment
-
     from django_paygate.providers.base import (
         BaseProvider,
         ProviderDispute,

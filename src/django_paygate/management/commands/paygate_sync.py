@@ -18,7 +18,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--older-than", type=int, default=None, metavar="SECONDS",
+            "--older-than",
+            type=int,
+            default=None,
+            metavar="SECONDS",
             help="Only payments untouched for this long (default: PAYGATE['SYNC_STUCK_AFTER']).",
         )
         parser.add_argument("--provider", help="Only this provider alias.")
@@ -32,8 +35,10 @@ class Command(BaseCommand):
         total = stuck.count() if not options["limit"] else min(stuck.count(), options["limit"])
         if options["dry_run"]:
             for payment in stuck[: options["limit"]] if options["limit"] else stuck:
-                self.stdout.write(f"{payment.pk}  {payment.provider}  {payment.status}  "
-                                  f"updated {payment.updated_at:%Y-%m-%d %H:%M}")
+                self.stdout.write(
+                    f"{payment.pk}  {payment.provider}  {payment.status}  "
+                    f"updated {payment.updated_at:%Y-%m-%d %H:%M}"
+                )
             self.stdout.write(f"{total} stuck payment(s); nothing changed (dry run).")
             return
         tally: Counter[str] = Counter()
@@ -54,7 +59,9 @@ class Command(BaseCommand):
             self.stdout.write("")
         labels = ("repaired", "unchanged", "errors", "flagged for review")
         summary = ", ".join(f"{tally[label]} {label}" for label in labels if tally[label])
-        self.stdout.write(self.style.SUCCESS(f"Synced {total} payment(s): {summary or 'nothing to do'}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Synced {total} payment(s): {summary or 'nothing to do'}.")
+        )
 
     def _progress(self, done: int, total: int, width: int = 30) -> None:
         filled = width * done // max(total, 1)
