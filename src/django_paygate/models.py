@@ -65,7 +65,7 @@ class AbstractPayment(models.Model):
     capture_method = models.CharField(
         _("capture method"),
         max_length=16,
-        choices=[(m.value, m.value.capitalize()) for m in CaptureMethod],
+        choices=_choices(CaptureMethod),
         default=CaptureMethod.AUTOMATIC.value,
     )
 

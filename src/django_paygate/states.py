@@ -21,7 +21,18 @@ from enum import Enum
 from types import MappingProxyType
 
 
-class PaymentStatus(str, Enum):
+class _Status(str, Enum):
+    """A status stored as its plain string value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+class PaymentStatus(_Status):
     PENDING = "pending"
     REQUIRES_ACTION = "requires_action"
     PROCESSING = "processing"
@@ -32,49 +43,25 @@ class PaymentStatus(str, Enum):
     FAILED = "failed"
     CANCELED = "canceled"
 
-    def __str__(self) -> str:
-        return self.value
 
-    @property
-    def label(self) -> str:
-        return self.value.replace("_", " ").capitalize()
-
-
-class RefundStatus(str, Enum):
+class RefundStatus(_Status):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
 
-    def __str__(self) -> str:
-        return self.value
 
-    @property
-    def label(self) -> str:
-        return self.value.capitalize()
-
-
-class DisputeStatus(str, Enum):
+class DisputeStatus(_Status):
     OPEN = "open"
     UNDER_REVIEW = "under_review"
     WON = "won"
     LOST = "lost"
     CLOSED = "closed"
 
-    def __str__(self) -> str:
-        return self.value
 
-    @property
-    def label(self) -> str:
-        return self.value.replace("_", " ").capitalize()
-
-
-class CaptureMethod(str, Enum):
+class CaptureMethod(_Status):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 P = PaymentStatus
