@@ -20,6 +20,7 @@ TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ALLOWED_HOSTS = ["*"]
+STATIC_URL = "/static/"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -117,3 +117,9 @@ def test_options_repr_hides_secrets():
         assert "s3cr3t-value" not in repr(provider.options)
         assert "s3cr3t-value" not in str(provider.options)
         assert provider.webhook_secrets() == ["s3cr3t-value"]
+
+
+def test_bad_email_settings_are_reported():
+    text = messages(PROVIDERS={"dummy": DUMMY}, EMAILS={"ENABLD": True})
+    assert "ENABLD" in text
+    assert ids(PROVIDERS={"dummy": DUMMY}, EMAILS={"ENABLD": True}) == ["paygate.E005"]

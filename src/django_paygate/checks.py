@@ -7,6 +7,7 @@ paygate.E002   a provider's ``BACKEND`` cannot be imported or built (bad option,
 paygate.E003   ``DEFAULT_PROVIDER`` names no configured provider
 paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
+paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
 paygate.W002   the dummy provider is enabled while ``DEBUG = False``
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
@@ -74,6 +75,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.E003",
                 )
             )
+    from django_paygate.emails import validate_settings as email_problems
+
+    messages += [
+        Error(problem, hint="See docs/emails.md.", id="paygate.E005")
+        for problem in email_problems()
+    ]
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:
         messages.append(

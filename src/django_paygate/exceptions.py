@@ -72,6 +72,17 @@ class IdempotencyConflict(PaygateError):
     status_code = 409
 
 
+class CheckoutVerificationError(PaygateError):
+    """The customer's checkout response does not belong to this payment.
+
+    Raised by ``confirm_payment`` when the provider's checkout signature (for
+    example Razorpay's) does not match the order we stored. Nothing changes.
+    """
+
+    code = "checkout_signature_invalid"
+    status_code = 400
+
+
 class PaymentDeclined(PaygateError):
     """The provider declined the payment."""
 

@@ -230,46 +230,53 @@ def _apply_payment(
     by the caller (webhook inbox) and changes nothing; an amount or currency
     that disagrees with the row sets ``needs_review`` and changes nothing.
     """
+    current = PaymentStatus(payment.status)
+    status = result.status
+    moves = status is not None and status != current and can_transition(current, status)
+    # News about an earlier or impossible state (a late ``authorized`` of another
+    # attempt) must not overwrite what the current state rests on.
+    current_news = (
+        moves
+        or status is None
+        or status == current
+        or (status == P.SUCCEEDED and current in PAID_STATUSES)
+    )
     fields: list[str] = []
     if result.provider_payment_id and not payment.provider_payment_id:
         payment.provider_payment_id = result.provider_payment_id
         fields.append("provider_payment_id")
     new_refs = {k: v for k, v in result.provider_data.items() if payment.provider_data.get(k) != v}
-    if new_refs:
+    if new_refs and current_news:
         payment.provider_data = {**payment.provider_data, **new_refs}
         fields.append("provider_data")
 
-    mismatch = _mismatch(payment, result)
-    if mismatch:
-        if fields:
-            payment.save(update_fields=[*fields, "updated_at"])
-        _flag_for_review(payment, mismatch, source=source, webhook_event=webhook_event)
-        return True
-
-    status = result.status
-    if status == P.SUCCEEDED:
+    problem = _mismatch(payment, result)
+    if not problem and status == P.SUCCEEDED and not current_news:
+        # Money was taken for a payment we consider over (an abandoned order paid
+        # later): never dropped silently, never applied blindly.
+        problem = f"provider reports the payment captured, but it is {current} here"
+    if not problem and status == P.SUCCEEDED and current_news:
         captured = result.amount_captured if result.amount_captured else payment.amount
         if captured > payment.amount:
-            _flag_for_review(
-                payment,
-                f"provider reports {captured} captured of {payment.amount}",
-                source=source,
-                webhook_event=webhook_event,
-            )
-            return True
-        if captured > payment.amount_captured:
+            problem = f"provider reports {captured} captured of {payment.amount}"
+        elif captured > payment.amount_captured:
             payment.amount_captured = captured
             fields.append("amount_captured")
-    if status == P.FAILED and result.failure_code != payment.failure_code:
+    if problem:
+        if fields:
+            payment.save(update_fields=[*fields, "updated_at"])
+        _flag_for_review(payment, problem, source=source, webhook_event=webhook_event)
+        return True
+    if status == P.FAILED and moves and result.failure_code != payment.failure_code:
         payment.failure_code = result.failure_code[:128]
         payment.failure_message = result.failure_message
         fields += ["failure_code", "failure_message"]
 
-    current = PaymentStatus(payment.status)
-    if status is None or status == current or not can_transition(current, status):
+    if not moves:
         if fields:
             payment.save(update_fields=[*fields, "updated_at"])
         return bool(fields)
+    assert status is not None
     moved = payment.amount_captured if status == P.SUCCEEDED else None
     _change(
         payment,
@@ -637,11 +644,14 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
     """
     payment = get_payment_model().objects.get(pk=payment.pk)
     backend = get_provider(payment.provider)
-    if payment.status in {P.PROCESSING, P.AUTHORIZED} | PAID_STATUSES:
-        # Already confirmed (the webhook often wins the race with the customer's
-        # return): answer with the payment as it is, and call nobody.
+    # An automatic-capture payment that a webhook left ``authorized`` still needs
+    # its capture (Razorpay captures on confirm); everything else already
+    # confirmed (the webhook often wins the race with the customer's return) is
+    # answered as it is, and nobody is called.
+    needs_capture = payment.status == P.AUTHORIZED and payment.capture_method == "automatic"
+    if not needs_capture and payment.status in {P.PROCESSING, P.AUTHORIZED} | PAID_STATUSES:
         return payment
-    if payment.status not in {P.PENDING, P.REQUIRES_ACTION, P.FAILED}:
+    if not needs_capture and payment.status not in {P.PENDING, P.REQUIRES_ACTION, P.FAILED}:
         raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     if not payment.provider_payment_id:
         payment = _open_at_provider(payment, backend)

@@ -313,3 +313,52 @@ def test_confirming_a_paid_payment_again_returns_it_without_a_call(dummy):
     canceled = services.cancel_payment(services.create_payment(amount=500, currency="USD"))
     with pytest.raises(InvalidTransition):
         services.confirm_payment(canceled, payment_method=CARD_SUCCEEDS)
+
+
+def _deliver(dummy, event_type: str, payment, **fields) -> int:
+    from django_paygate.webhooks import receive_webhook
+
+    data = {"id": payment.provider_payment_id, "amount": payment.amount, "currency": "USD"}
+    body, headers = dummy.build_event(
+        event_type, {"payment": {**data, **fields}, "payment_id": str(payment.pk)}
+    )
+    return receive_webhook("dummy", body, headers).status_code
+
+
+def test_money_taken_for_a_canceled_payment_is_flagged_not_dropped(dummy, signal_spy):
+    payment = services.cancel_payment(services.create_payment(amount=1000, currency="USD"))
+    assert _deliver(dummy, "payment.succeeded", payment, amount_captured=1000) == 200
+    payment.refresh_from_db()
+    assert payment.status == "canceled"
+    assert payment.needs_review
+    assert "captured, but it is canceled here" in payment.review_reason
+    assert signal_spy.count("payment_needs_review") == 1
+
+
+def test_a_stale_event_does_not_overwrite_provider_references(dummy):
+    payment = paid(1000)
+    from django.db import transaction as tx
+
+    from django_paygate.providers.base import ProviderPayment
+
+    with tx.atomic():
+        locked = services._lock(payment.pk)
+        locked.provider_data = {"attempt": "captured-one"}
+        locked.save(update_fields=["provider_data"])
+        late = ProviderPayment(
+            provider_payment_id=payment.provider_payment_id,
+            status=services.P.AUTHORIZED,
+            provider_data={"attempt": "late-one"},
+        )
+        assert services._apply_payment(locked, late, source="webhook") is False
+    payment.refresh_from_db()
+    assert payment.provider_data == {"attempt": "captured-one"}
+
+
+def test_confirm_captures_an_automatic_payment_a_webhook_left_authorized(dummy):
+    payment = services.create_payment(amount=1000, currency="USD")
+    assert _deliver(dummy, "payment.authorized", payment) == 200
+    payment.refresh_from_db()
+    assert payment.status == "authorized"
+    payment = services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
+    assert (payment.status, payment.amount_captured) == ("succeeded", 1000)

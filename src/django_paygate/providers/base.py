@@ -245,6 +245,14 @@ class BaseProvider:
         """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider."""
         raise NotImplementedError
 
+    def redact_webhook_payload(self, payload: str) -> str:
+        """The verified body as it may be stored in the inbox.
+
+        Override to strip secrets a provider puts in its events (Stripe's
+        ``client_secret``); the result must still parse to the same event.
+        """
+        return payload
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         """Turn a verified webhook into a :class:`ProviderEvent`.
 
