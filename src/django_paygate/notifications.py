@@ -1,14 +1,36 @@
 """The outbox: post-commit signals and emails, delivered exactly once.
 
 Services write a :class:`~django_paygate.models.Notification` row in the same
-transaction as the change that deserves it. After commit, the row's id goes to
-the :func:`~django_paygate.tasks.deliver_notifications` task. Delivery first
-*claims* the row with a conditional ``UPDATE`` (only one worker can win it),
-sends the post-commit signal once (``send_robust``: a failing receiver is
-logged, the others still run), then the email. A failed email leaves the row
-``pending`` with its error and a later ``next_attempt_at`` (exponential
-backoff); ``manage.py paygate_send_notifications`` drains what is due. A row
-whose worker died while ``sending`` is claimed again once its lease expires.
+transaction as the change that deserves it, so a rolled-back change owes
+nothing and a committed one is never forgotten. After commit, the row's id
+goes to the :func:`~django_paygate.tasks.deliver_notifications` task (run at
+once by Django's default immediate task backend, or by a worker).
+
+Delivery of one row:
+
+1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
+   database lets exactly one worker win it; the others skip it. The claim
+   moves it to ``sending`` for a lease (:data:`CLAIM_LEASE`) and counts the
+   attempt.
+2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
+   logged, the other receivers still run) and record ``signal_sent``, so a
+   retried email never repeats the signal.
+3. Send its **email** (:func:`django_paygate.emails.send_notification_email`).
+4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
+   ``pending`` with ``last_error`` and a later ``next_attempt_at`` (exponential
+   backoff from ``NOTIFICATION_RETRY_DELAY``); after
+   ``NOTIFICATION_MAX_ATTEMPTS`` it is given up as ``failed``.
+
+``manage.py paygate_send_notifications`` drains what is due. A row whose
+worker died while ``sending`` is claimed again once its lease has expired.
+The final updates only apply while the row is still this worker's claim (same
+status and attempt number), so a worker that outlived its lease never
+overwrites the outcome of the worker that took over.
+
+A crash *between* a step and its record (after the email backend accepted a
+message, before the row is marked sent) means that step runs again after the
+lease: delivery is exactly once in every other case, and at least once across
+a crash.
 """
 
 from __future__ import annotations
@@ -19,7 +41,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from django_paygate.conf import paygate_settings
@@ -28,8 +50,12 @@ from django_paygate.signals import POST_COMMIT_SIGNALS
 
 logger = logging.getLogger("django_paygate")
 
-#: How long a claimed row is reserved for its worker.
+Status = Notification.Status
+
+#: How long a claimed row is reserved for its worker before another may take it.
 CLAIM_LEASE = timedelta(minutes=5)
+#: The longest wait between two attempts, whatever the backoff says.
+MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 def deliver_after_commit(notification_id: int) -> None:
@@ -38,67 +64,120 @@ def deliver_after_commit(notification_id: int) -> None:
 
 
 def enqueue(notification_ids: list[int]) -> None:
+    """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain."""
     from django_paygate.tasks import deliver_notifications
 
     try:
         deliver_notifications.using(backend=paygate_settings.TASK_BACKEND).enqueue(notification_ids)
     except Exception:  # the outbox keeps the rows; the drain command delivers them
-        logger.exception("Could not enqueue notifications %s; they stay in the outbox.", notification_ids)
+        logger.exception(
+            "Could not enqueue notifications %s; they stay in the outbox.", notification_ids
+        )
 
 
 def _due() -> Q:
+    """Rows a worker may claim now: pending and past their backoff, or a lapsed lease."""
     now = timezone.now()
-    return Q(status=Notification.Status.PENDING) & (
+    pending = Q(status=Status.PENDING) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    ) | Q(status=Notification.Status.SENDING, next_attempt_at__lte=now)
+    )
+    lapsed = Q(status=Status.SENDING, next_attempt_at__lte=now)
+    return pending | lapsed
 
 
 def claim(notification_id: int) -> bool:
     """Take ``notification_id`` for this worker; ``False`` if another has it or it is done."""
     return bool(
         Notification.objects.filter(_due(), pk=notification_id).update(
-            status=Notification.Status.SENDING,
+            status=Status.SENDING,
             attempts=F("attempts") + 1,
             next_attempt_at=timezone.now() + CLAIM_LEASE,
         )
     )
 
 
-def deliver(notification_ids: list[int]) -> dict[str, Any]:
-    """Deliver the given outbox rows that are due; returns counts."""
+def deliver(notification_ids: list[int]) -> dict[str, int]:
+    """Deliver the given outbox rows that are due; counts of ``sent``, ``failed``, ``skipped``.
+
+    Call it outside a transaction (as the task and the drain command do). A row
+    another worker holds, or one already delivered, is skipped.
+    """
     sent = failed = skipped = 0
     for pk in notification_ids:
         if not claim(pk):
             skipped += 1
-            continue
-        if _deliver_claimed(pk):
+        elif _deliver_claimed(pk):
             sent += 1
         else:
             failed += 1
     return {"sent": sent, "failed": failed, "skipped": skipped}
 
 
-def due_ids(limit: int | None = None) -> list[int]:
-    ids = Notification.objects.filter(_due()).order_by("id").values_list("id", flat=True)
+def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
+    """Ids of the rows due now, oldest first, optionally only those above ``after``."""
+    rows = Notification.objects.filter(_due())
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    ids = rows.order_by("id").values_list("id", flat=True)
     return list(ids[:limit] if limit else ids)
 
 
+def requeue(*, waiting: bool = True, failed: bool = False) -> int:
+    """Make rows due now; how many.
+
+    ``waiting``: pending rows still in their retry backoff. ``failed``: rows
+    that were given up, with a fresh count of attempts. A row being sent is
+    never touched.
+    """
+    count = 0
+    if waiting:
+        count += Notification.objects.filter(
+            status=Status.PENDING, next_attempt_at__gt=timezone.now()
+        ).update(next_attempt_at=None)
+    if failed:
+        count += Notification.objects.filter(status=Status.FAILED).update(
+            status=Status.PENDING, attempts=0, next_attempt_at=None
+        )
+    return count
+
+
+def outbox_counts() -> dict[str, int]:
+    """How many rows are in each status (every status present, zeros included)."""
+    counts = {status.value: 0 for status in Status}
+    for row in Notification.objects.values("status").annotate(n=Count("id")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
 def _deliver_claimed(pk: int) -> bool:
-    notification = Notification.objects.select_related("payment", "refund", "dispute").get(pk=pk)
-    if not notification.signal_sent:
-        _send_signal(notification)
+    notification: Notification | None = None
     try:
+        # Read after the claim: ``attempts`` is this claim's number while the lease holds.
+        notification = Notification.objects.select_related(
+            "payment", "payment__user", "refund", "dispute"
+        ).get(pk=pk)
+        if not notification.signal_sent:
+            _send_signal(notification)
         from django_paygate.emails import send_notification_email
 
         send_notification_email(notification)
     except Exception as exc:
-        _retry_later(notification, exc)
+        _retry_later(pk, notification, exc)
         return False
-    Notification.objects.filter(pk=pk).update(
-        status=Notification.Status.SENT, signal_sent=True, sent_at=timezone.now(),
-        next_attempt_at=None, last_error="",
+    _mine(pk, notification.attempts).update(
+        status=Status.SENT,
+        signal_sent=True,
+        sent_at=timezone.now(),
+        next_attempt_at=None,
+        last_error="",
     )
     return True
+
+
+def _mine(pk: int, attempt: int | None) -> QuerySet[Notification]:
+    """The row, only while it is still the claim numbered ``attempt``."""
+    rows = Notification.objects.filter(pk=pk, status=Status.SENDING)
+    return rows if attempt is None else rows.filter(attempts=attempt)
 
 
 def _send_signal(notification: Notification) -> None:
@@ -112,21 +191,41 @@ def _send_signal(notification: Notification) -> None:
         kwargs["reason"] = notification.payment.review_reason
     for receiver, result in signal.send_robust(sender=get_payment_model(), **kwargs):
         if isinstance(result, Exception):
-            logger.error("Receiver %r of %s failed: %r", receiver, notification.kind, result,
-                         exc_info=result)
+            logger.error(
+                "Receiver %r of %s failed: %r",
+                receiver,
+                notification.kind,
+                result,
+                exc_info=result,
+            )
     # Recorded at once: a signal is never sent twice, even if the email is retried.
     Notification.objects.filter(pk=notification.pk).update(signal_sent=True)
     notification.signal_sent = True
 
 
-def _retry_later(notification: Notification, exc: Exception) -> None:
-    attempts = notification.attempts
-    give_up = attempts >= int(paygate_settings.NOTIFICATION_MAX_ATTEMPTS)
-    delay = int(paygate_settings.NOTIFICATION_RETRY_DELAY) * 2 ** max(attempts - 1, 0)
-    logger.warning("Notification %s (%s) failed on attempt %s: %s", notification.pk,
-                   notification.kind, attempts, type(exc).__name__)
-    Notification.objects.filter(pk=notification.pk).update(
-        status=Notification.Status.FAILED if give_up else Notification.Status.PENDING,
-        next_attempt_at=None if give_up else timezone.now() + timedelta(seconds=delay),
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after a failed attempt number ``attempts`` (1-based): doubling, capped."""
+    first = int(paygate_settings.NOTIFICATION_RETRY_DELAY)
+    seconds = first * 2 ** max(min(attempts, 32) - 1, 0)
+    return min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
+
+
+def _retry_later(pk: int, notification: Notification | None, exc: Exception) -> None:
+    attempt = notification.attempts if notification is not None else None
+    kind = notification.kind if notification is not None else "?"
+    give_up = attempt is not None and attempt >= int(paygate_settings.NOTIFICATION_MAX_ATTEMPTS)
+    log = logger.error if give_up else logger.warning
+    log(
+        "Notification %s (%s) %s on attempt %s: %s",
+        pk,
+        kind,
+        "given up" if give_up else "failed",
+        attempt,
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    _mine(pk, attempt).update(
+        status=Status.FAILED if give_up else Status.PENDING,
+        next_attempt_at=None if give_up else timezone.now() + retry_delay(attempt or 1),
         last_error=f"{type(exc).__name__}: {exc}"[:2000],
     )

@@ -3,7 +3,7 @@
 ``django.tasks`` from Django 6.0, the ``django-tasks`` backport below it. With
 the default immediate backend the work runs right after commit, in-process;
 point ``PAYGATE["TASK_BACKEND"]`` at a worker backend (database, RQ, Celery)
-to move it off the request.
+to move it off the request. Arguments are JSON-serialisable (notification ids).
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ except ImportError:  # pragma: no cover - Django 5.2 with the backport
 
 @task()
 def deliver_notifications(notification_ids: list[int]) -> dict[str, Any]:
-    """Deliver outbox rows (post-commit signals, emails) by id."""
+    """Deliver outbox rows (post-commit signals, emails) by id; rows not due are skipped."""
     from django_paygate.notifications import deliver
 
     return deliver(notification_ids)
+
+
+@task()
+def drain_notifications(limit: int | None = None) -> dict[str, Any]:
+    """Deliver every row due now (at most ``limit``); schedule it on a worker as a safety net."""
+    from django_paygate.notifications import deliver, due_ids
+
+    return deliver(due_ids(limit))

@@ -1,0 +1,41 @@
+"""Template filters for payment amounts: ``{% load paygate %}``.
+
+``{{ payment|money }}`` formats an object with ``amount`` (minor units) and
+``currency``; ``{{ 1999|money:"USD" }}`` formats a bare amount. Both use
+:func:`django_paygate.money.format_money`: ``$19.99``, ``¥1,000`` (JPY has no
+decimals), ``1.235 KWD`` (three). ``money_code`` always writes the currency
+code instead of a symbol: ``19.99 USD``.
+
+Like every Django filter they never raise: a value that is not an amount
+renders as the empty string.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from django_paygate.money import format_money
+
+register = template.Library()
+
+
+def _format(value: object, currency: object, *, symbol: bool) -> str:
+    if currency is None or currency == "":
+        currency = getattr(value, "currency", None)
+        value = getattr(value, "amount", None)
+    try:
+        return format_money(value, currency, symbol=symbol)  # type: ignore[arg-type]
+    except (TypeError, ValueError, LookupError):  # InvalidAmount is a ValueError
+        return ""
+
+
+@register.filter(is_safe=False)
+def money(value: object, currency: object = None) -> str:
+    """Minor units as a display amount: ``{{ payment|money }}`` or ``{{ 1999|money:"USD" }}``."""
+    return _format(value, currency, symbol=True)
+
+
+@register.filter(is_safe=False)
+def money_code(value: object, currency: object = None) -> str:
+    """Like :func:`money`, with the currency code instead of a symbol: ``19.99 USD``."""
+    return _format(value, currency, symbol=False)
