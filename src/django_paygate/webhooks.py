@@ -71,6 +71,8 @@ DUPLICATE = "duplicate"
 FAILED = "failed"
 EARLY = "early"
 REJECTED = "rejected"
+#: Outcomes after which the event still waits for a successful delivery or replay.
+NOT_DONE = frozenset({FAILED, EARLY, REJECTED})
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> Webh
         problem = _unstorable(event)
         if problem:
             raise WebhookVerificationError(problem)
+        payload = redacted_payload(provider, payload)
     except WebhookVerificationError as exc:
         return _reject(alias, str(exc)[:200])
     except UnicodeDecodeError:
@@ -117,6 +120,15 @@ def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> Webh
         # bug in the adapter; the delivery is still refused, never a 500.
         return _reject(alias, f"unexpected {type(exc).__name__} while verifying or parsing")
     return process_event(provider, event, payload, kept_headers(provider, headers))
+
+
+def redacted_payload(provider: BaseProvider, payload: str) -> str:
+    """The payload as it may be stored: the provider removes what must never be kept.
+
+    Stripe's ``payment_intent.*`` events carry the intent's ``client_secret``;
+    see :meth:`BaseProvider.redact_webhook_payload`.
+    """
+    return str(provider.redact_webhook_payload(payload))
 
 
 def max_body_size() -> int:
@@ -283,7 +295,7 @@ class ReplaySummary:
 
     @property
     def still_failing(self) -> int:
-        return self.get(FAILED) + self.get(EARLY) + self.get(REJECTED)
+        return sum(self.get(outcome) for outcome in NOT_DONE)
 
     def __str__(self) -> str:
         parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts.items()))

@@ -1,23 +1,65 @@
-"""Webhook and health endpoints. They call :mod:`django_paygate.webhooks` and nothing else."""
+"""Webhook and health endpoints. They call :mod:`django_paygate.webhooks` and nothing else.
+
+``POST webhooks/<alias>/`` is CSRF-exempt (the signature is the
+authentication), login-exempt (``LoginRequiredMiddleware``) and never wrapped
+in ``ATOMIC_REQUESTS``: the pipeline runs its own short transaction. A
+provider's optional ``WEBHOOK_ALLOWED_IPS`` is checked first (403), then the
+body size (413), then everything else happens in :func:`webhooks.receive_webhook`.
+"""
 
 from __future__ import annotations
 
-from django.db import connection, transaction
-from django.db.models import Count, Max, Q
+from typing import IO, Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from django_paygate import webhooks
-from django_paygate.conf import paygate_settings
-from django_paygate.models import WebhookEvent
+from django_paygate import security, webhooks
 
-try:  # Django >= 5.1
-    from django.contrib.auth.decorators import login_not_required
-except ImportError:  # pragma: no cover
-    def login_not_required(view):  # type: ignore[no-untyped-def]
-        return view
+#: Bytes read from the request stream at a time.
+READ_CHUNK = 64 * 1024
+
+
+def read_capped_body(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or ``None`` when it is larger than ``limit`` bytes.
+
+    At most ``limit + 1`` bytes are ever read, whatever ``Content-Length``
+    claims. When the server delimits the body itself (``wsgi.input_terminated``,
+    as gunicorn does, chunked requests included), the stream is read to its
+    end, so a missing or understated ``Content-Length`` cannot smuggle a larger
+    body past the cap; otherwise Django's stream stops at ``Content-Length``.
+    """
+    if hasattr(request, "_body"):  # something upstream already read it
+        body = request.body
+        return None if len(body) > limit else body
+    environ = getattr(request, "environ", {})
+    stream: IO[bytes] | HttpRequest = request
+    if environ.get("wsgi.input_terminated") and "wsgi.input" in environ:
+        stream = environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(READ_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _answer(result: webhooks.WebhookResult) -> JsonResponse:
+    return JsonResponse({"status": result.message}, status=result.status_code)
 
 
 @method_decorator([csrf_exempt, login_not_required], name="dispatch")
@@ -27,21 +69,20 @@ class WebhookView(View):
     http_method_names = ["post", "options"]
 
     def post(self, request: HttpRequest, alias: str) -> HttpResponse:
-        limit = int(paygate_settings.WEBHOOK_MAX_BODY_SIZE)
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            return JsonResponse({"status": "Payload too large."}, status=413)
-        # Read the stream ourselves: the raw bytes are what the signature covers,
-        # and the cap applies whatever DATA_UPLOAD_MAX_MEMORY_SIZE says.
-        body = request.read(limit + 1)
-        result = webhooks.receive_webhook(alias, body, request.headers)
-        return JsonResponse({"status": result.message}, status=result.status_code)
+        if not security.webhook_ip_allowed(request, alias):
+            return JsonResponse({"status": "Forbidden."}, status=403)
+        limit = webhooks.max_body_size()
+        declared = _declared_length(request)
+        too_large = webhooks.WebhookResult(413, "Payload too large.", outcome=webhooks.REJECTED)
+        if declared is not None and declared > limit:
+            return _answer(too_large)
+        body = read_capped_body(request, limit)
+        if body is None:
+            return _answer(too_large)
+        return _answer(webhooks.receive_webhook(alias, body, request.headers))
 
 
-# Not wrapped in ATOMIC_REQUESTS: the pipeline manages its own short transactions.
+# Not wrapped in ATOMIC_REQUESTS: the pipeline manages its own short transaction.
 webhook_view = transaction.non_atomic_requests(WebhookView.as_view())
 
 
@@ -49,27 +90,12 @@ webhook_view = transaction.non_atomic_requests(WebhookView.as_view())
 def health_view(request: HttpRequest) -> HttpResponse:
     """``GET webhooks/health/``: liveness for anyone, inbox details for staff."""
     if request.method not in {"GET", "HEAD"}:
-        return JsonResponse({"status": "Method not allowed."}, status=405)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database = True
-    except Exception:
-        database = False
-    body: dict[str, object] = {"status": "ok" if database else "unavailable", "database": database}
-    user = getattr(request, "user", None)
-    if database and user is not None and user.is_staff:
-        rows = WebhookEvent.objects.values("provider").annotate(
-            last_event_at=Max("received_at"),
-            failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
-        )
-        body["providers"] = {
-            row["provider"]: {
-                "last_event_at": row["last_event_at"].isoformat() if row["last_event_at"] else None,
-                "failed_events": row["failed"],
-            }
-            for row in rows
-        }
-        for alias in paygate_settings.PROVIDERS:
-            body["providers"].setdefault(alias, {"last_event_at": None, "failed_events": 0})  # type: ignore[attr-defined]
-    return JsonResponse(body, status=200 if database else 503)
+        response = JsonResponse({"status": "Method not allowed."}, status=405)
+        response["Allow"] = "GET, HEAD"
+        return response
+    user: Any = getattr(request, "user", None)
+    details = bool(user is not None and user.is_active and user.is_staff)
+    body, database = webhooks.health(details=details)
+    response = JsonResponse(body, status=200 if database else 503)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,440 @@
+"""Throughput of the webhook path, side by side with what it cannot beat.
+
+    python benchmarks/webhooks.py [--requests 2000] [--threads 8] [--workers 2]
+
+Creates a throwaway PostgreSQL database (127.0.0.1:5432, user postgres; see
+``--pg-*``), migrates it, starts gunicorn on 127.0.0.1 serving this module, and
+drives each endpoint with the same bounded load (a fixed number of requests
+from a pool of threads using ``http.client``, one connection per request):
+
+(a) a view that only verifies the dummy provider's signature (Stripe's scheme:
+    HMAC-SHA256 over ``t.body``) and answers 200;
+(b) the floor of a durable handler: verify, ``INSERT … ON CONFLICT DO NOTHING``
+    into an inbox table, one ``UPDATE`` of the payment, in one transaction;
+(c) django-paygate's ``POST webhooks/dummy/`` with unique ``payment.succeeded``
+    events for existing pending payments, as shipped: the default (immediate)
+    task backend delivers the outbox (post-commit signal, email) inside the
+    request;
+(c') the same with the outbox left to a worker (``PAYGATE["TASK_BACKEND"]``
+    pointing at django.tasks' ``DummyBackend``, which only queues).
+
+It prints events/s for each, the ratios to the floor, and the SQL data
+statements of a first delivery and of a duplicate. Nothing is timed in the test
+suite; this script is where speed is measured. The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROLE_DB = "PAYGATE_BENCH_DB"  # set for the gunicorn processes only
+ROLE_OUTBOX = "PAYGATE_BENCH_OUTBOX"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+
+VERIFY_PATH = "/bench/verify/"
+FLOOR_PATH = "/bench/floor/"
+PAYGATE_PATH = "/api/payments/webhooks/dummy/"
+CPRIME = "(c')"
+
+
+# ---------------------------------------------------------------------------
+# Django settings and the two reference views (used by gunicorn and by main)
+# ---------------------------------------------------------------------------
+
+
+def configure(db_name: str, *, outbox: str = "immediate") -> None:
+    from django.conf import settings
+
+    tasks = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    if outbox == "deferred":
+        tasks["worker"] = {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmark-only",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        USE_TZ=True,
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_paygate"],
+        MIDDLEWARE=[],
+        TEMPLATES=[
+            {"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}
+        ],
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "HOST": PG["host"],
+                "PORT": PG["port"],
+                "USER": PG["user"],
+                "NAME": db_name,
+                "CONN_MAX_AGE": 600,
+            }
+        },
+        PAYGATE={
+            "DEFAULT_PROVIDER": "dummy",
+            "PROVIDERS": {"dummy": {"BACKEND": "django_paygate.providers.dummy.DummyProvider"}},
+            "TASK_BACKEND": "worker" if outbox == "deferred" else "default",
+        },
+        TASKS=tasks,
+        **_mail_settings(),
+        LOGGING_CONFIG=None,
+        SILENCED_SYSTEM_CHECKS=["paygate.W002"],
+    )
+
+
+def _mail_settings() -> dict[str, Any]:
+    import django
+
+    backend = "django.core.mail.backends.dummy.EmailBackend"
+    if django.VERSION >= (6, 1):
+        return {"MAILERS": {"default": {"BACKEND": backend}}}
+    return {"EMAIL_BACKEND": backend}
+
+
+def verify_view(request: Any) -> Any:
+    """(a) Verify the signature; nothing else."""
+    from django.http import HttpResponse
+
+    from django_paygate.exceptions import WebhookVerificationError
+    from django_paygate.providers import get_provider
+
+    try:
+        get_provider("dummy").verify_webhook(request.body, request.headers)
+    except WebhookVerificationError:
+        return HttpResponse(status=400)
+    return HttpResponse(b'{"status": "ok"}', content_type="application/json")
+
+
+def floor_view(request: Any) -> Any:
+    """(b) The least a durable handler does: verify, insert-once, update the payment."""
+    from django.db import connection, transaction
+    from django.http import HttpResponse
+
+    from django_paygate.exceptions import WebhookVerificationError
+    from django_paygate.providers import get_provider
+
+    body = request.body
+    try:
+        get_provider("dummy").verify_webhook(body, request.headers)
+    except WebhookVerificationError:
+        return HttpResponse(status=400)
+    event = json.loads(body)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO bench_inbox (provider, event_id, payload, received_at) "
+            "VALUES ('dummy', %s, %s, now()) ON CONFLICT (provider, event_id) DO NOTHING",
+            [event["id"], body.decode()],
+        )
+        if cursor.rowcount:
+            cursor.execute(
+                "UPDATE paygate_payment SET status = 'succeeded', amount_captured = amount, "
+                "updated_at = now() WHERE provider = 'dummy' AND provider_payment_id = %s",
+                [event["data"]["payment"]["id"]],
+            )
+    return HttpResponse(b'{"status": "ok"}', content_type="application/json")
+
+
+urlpatterns: list[Any] = []
+
+
+def _build_urls() -> None:
+    from django.urls import include, path
+    from django.views.decorators.csrf import csrf_exempt
+
+    urlpatterns[:] = [
+        path(VERIFY_PATH.strip("/") + "/", csrf_exempt(verify_view)),
+        path(FLOOR_PATH.strip("/") + "/", csrf_exempt(floor_view)),
+        path("api/payments/", include("django_paygate.urls")),
+    ]
+
+
+if os.environ.get(ROLE_DB):  # imported by gunicorn: this module is the WSGI application
+    configure(os.environ[ROLE_DB], outbox=os.environ.get(ROLE_OUTBOX, "immediate"))
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()
+    _build_urls()
+
+
+# ---------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _admin_sql(sql: str) -> None:
+    import psycopg
+
+    conninfo = psycopg.conninfo.make_conninfo(dbname="postgres", **PG)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.encode())
+
+
+class Server:
+    """gunicorn serving this module on 127.0.0.1."""
+
+    def __init__(self, db_name: str, workers: int, outbox: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, ROLE_DB: db_name, ROLE_OUTBOX: outbox}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--chdir",
+                str(HERE),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "sync",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+                f"{Path(__file__).stem}:application",
+            ],
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited during start-up")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/api/payments/webhooks/health/")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def drive(
+    port: int, path: str, deliveries: list[tuple[bytes, dict[str, str]]], threads: int
+) -> tuple[float, Counter[int]]:
+    """POST every delivery once from ``threads`` threads; (seconds, status counts)."""
+    counter = itertools.count()
+    tallies: list[Counter[int]] = [Counter() for _ in range(threads)]
+
+    def worker(tally: Counter[int]) -> None:
+        while (i := next(counter)) < len(deliveries):
+            body, headers = deliveries[i]
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("POST", path, body, {**headers, "Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                tally[response.status] += 1
+            except OSError:
+                tally[0] += 1
+            finally:
+                conn.close()
+
+    pool = [threading.Thread(target=worker, args=(tally,)) for tally in tallies]
+    start = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(tallies, Counter())
+
+
+def _payments(prefix: str, count: int) -> list[Any]:
+    from django_paygate.models import get_payment_model
+
+    Payment = get_payment_model()
+    rows = [
+        Payment(
+            provider="dummy",
+            provider_payment_id=f"{prefix}_{i}",
+            amount=1000,
+            currency="USD",
+            status="pending",
+            email="buyer@example.com",
+        )
+        for i in range(count)
+    ]
+    return Payment.objects.bulk_create(rows, batch_size=1000)
+
+
+def _events(payments: list[Any]) -> list[tuple[bytes, dict[str, str]]]:
+    from django_paygate.providers import get_provider
+    from django_paygate.providers.dummy import DummyProvider
+
+    dummy = get_provider("dummy")
+    assert isinstance(dummy, DummyProvider)
+    deliveries = []
+    for payment in payments:
+        data = {
+            "payment": {
+                "id": payment.provider_payment_id,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "amount_captured": payment.amount,
+                "status": "succeeded",
+                "failure_code": "",
+            },
+            "payment_id": str(payment.pk),
+        }
+        deliveries.append(
+            dummy.build_event("payment.succeeded", data, event_id=f"evt_{uuid.uuid4().hex}")
+        )
+    return deliveries
+
+
+def count_statements() -> dict[str, int]:
+    """Data statements of a first delivery, a duplicate, and the outbox after commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_paygate import webhooks
+
+    verbs = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+    def data(captured: CaptureQueriesContext) -> int:
+        return sum(
+            1 for q in captured.captured_queries if q["sql"].lstrip().upper().startswith(verbs)
+        )
+
+    ((body, headers),) = _events(_payments("bench_count", 1))
+    with CaptureQueriesContext(connection) as first:
+        assert webhooks.receive_webhook("dummy", body, headers).outcome == webhooks.PROCESSED
+    with CaptureQueriesContext(connection) as duplicate:
+        assert webhooks.receive_webhook("dummy", body, headers).outcome == webhooks.DUPLICATE
+    outbox = [
+        q
+        for q in first.captured_queries
+        if "paygate_notification" in q["sql"] and not q["sql"].lstrip().upper().startswith("INSERT")
+    ]
+    total = data(first)
+    return {
+        "first_total": total,
+        "outbox": len(outbox),
+        "first": total - len(outbox),
+        "duplicate": data(duplicate),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per scenario")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed requests first")
+    parser.add_argument("--threads", type=int, default=8, help="client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--pg-host", default=PG["host"])
+    parser.add_argument("--pg-port", default=PG["port"])
+    parser.add_argument("--pg-user", default=PG["user"])
+    args = parser.parse_args()
+    PG.update(host=args.pg_host, port=args.pg_port, user=args.pg_user)
+    os.environ.update(PGHOST=args.pg_host, PGPORT=args.pg_port, PGUSER=args.pg_user)
+
+    db_name = f"paygate_bench_{os.getpid()}"
+    _admin_sql(f'CREATE DATABASE "{db_name}"')
+    try:
+        configure(db_name)
+        import django
+
+        django.setup()
+        _build_urls()
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE bench_inbox (id bigserial PRIMARY KEY, "
+                "provider varchar(64) NOT NULL, event_id varchar(255) NOT NULL, "
+                "payload text NOT NULL, "
+                "received_at timestamptz NOT NULL, UNIQUE (provider, event_id))"
+            )
+        statements = count_statements()
+        n, w = args.requests, args.warmup
+        payments = {key: _payments(f"bench_{key}", n + w) for key in ("b", "c", "d")}
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # as autovacuum would have: the planner needs statistics
+        connection.close()
+
+        scenarios = [
+            ("(a) verify the signature only", VERIFY_PATH, "b", "immediate"),
+            ("(b) floor: verify + INSERT ON CONFLICT + UPDATE", FLOOR_PATH, "b", "immediate"),
+            ("(c) django-paygate, outbox delivered in the request", PAYGATE_PATH, "c", "immediate"),
+            ("(c') django-paygate, outbox left to a task worker", PAYGATE_PATH, "d", "deferred"),
+        ]
+        rates: dict[str, float] = {}
+        print(
+            f"{n} requests per scenario after {w} warm-up, {args.threads} client threads, "
+            f"gunicorn {args.workers} sync workers, PostgreSQL, {os.cpu_count()} CPUs\n"
+        )
+        print(f"{'scenario':55} {'seconds':>8} {'events/s':>9}  answers")
+        for label, path, key, outbox in scenarios:
+            server = Server(db_name, args.workers, outbox)
+            try:
+                deliveries = _events(payments[key])
+                drive(server.port, path, deliveries[:w], args.threads)
+                elapsed, statuses = drive(server.port, path, deliveries[w:], args.threads)
+            finally:
+                server.stop()
+            rate = n / elapsed
+            rates[label[:4].strip()] = rate
+            answers = ", ".join(
+                f"{count}x{status or 'error'}" for status, count in sorted(statuses.items())
+            )
+            print(f"{label:55} {elapsed:8.2f} {rate:9.0f}  {answers}")
+
+        from django_paygate.models import get_payment_model
+
+        done = (
+            get_payment_model()
+            .objects.filter(provider_payment_id__startswith="bench_c_", status="succeeded")
+            .count()
+        )
+        print(f"\npayments moved to succeeded by (c): {done} of {n + w}")
+        floor = rates["(b)"]
+        print(f"ratio (b)/(a) = {floor / rates['(a)']:.2f}   (the cost of durability)")
+        print(f"ratio (c)/(b) = {rates['(c)'] / floor:.2f}   (DESIGN target: >= 0.80)")
+        print(f"ratio (c')/(b) = {rates[CPRIME] / floor:.2f}")
+        print(
+            f"\nSQL data statements: first delivery {statements['first']} "
+            f"(+{statements['outbox']} for the outbox delivery after commit), "
+            f"duplicate {statements['duplicate']}"
+        )
+        connection.close()
+    finally:
+        try:
+            _admin_sql(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        except Exception as exc:  # report, never hide the benchmark's own error
+            print(f"could not drop {db_name}: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
