@@ -1,0 +1,767 @@
+"""The JSON API: plain Django views that call :mod:`django_paygate.services`.
+
+Every endpoint answers JSON, errors included (``{"error": {"code", "message"}}``,
+plus ``fields`` for invalid input). The rules, in the order a request meets them:
+
+1. CSRF on ``POST`` (Django's ``CsrfViewMiddleware``: these views are not exempt;
+   :func:`csrf_failure` makes its 403 JSON), then the method (405 with ``Allow``);
+2. the rate limit of the endpoint, per IP and per user (429 with ``Retry-After``);
+3. who is asking: anonymous 401 (never a redirect), staff-only endpoints 403;
+4. the body: ``application/json`` only (415), at most ``API_MAX_BODY_BYTES``
+   (413), parsed with exact decimals and checked field by field (400);
+5. the payment: looked up *with* its owner, so another user's payment and an id
+   that does not exist (or is not even a UUID) are the same 404.
+
+The views never write rows: services do. They run outside ``ATOMIC_REQUESTS``
+(services hold short transactions of their own and never one across a provider
+call) and outside ``LoginRequiredMiddleware`` (anonymous callers get a JSON 401).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from decimal import Decimal
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import EmailValidator, URLValidator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.csrf import csrf_failure as django_csrf_failure
+
+from django_paygate import analytics, money, security, services
+from django_paygate.conf import paygate_settings
+from django_paygate.exceptions import (
+    ActionRequired,
+    InvalidAmount,
+    PaygateError,
+    PaymentDeclined,
+    ProviderError,
+)
+from django_paygate.models import AbstractPayment, Refund, get_payment_model
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+logger = logging.getLogger("django_paygate.api")
+
+ViewFunc = Callable[..., HttpResponse]
+
+#: The metadata key prefix reserved for django-paygate's own entries.
+RESERVED_METADATA_PREFIX = "paygate_"
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_DESCRIPTION_LENGTH = 1000
+MAX_REASON_LENGTH = 500
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
+
+CREATE_FIELDS = frozenset(
+    {"amount", "currency", "provider", "description", "metadata", "capture", "email"}
+)
+#: Confirmation data passed to the provider, by field name -> longest accepted value.
+CONFIRM_DATA_FIELDS: Mapping[str, int] = {
+    "payment_method": 255,
+    "return_url": 2048,
+    "razorpay_order_id": 255,
+    "razorpay_payment_id": 255,
+    "razorpay_signature": 255,
+}
+REFUND_FIELDS = frozenset({"payment_id", "amount", "reason"})
+
+
+# ---------------------------------------------------------------------------
+# Responses and errors
+# ---------------------------------------------------------------------------
+
+
+def json_response(data: Mapping[str, Any], status: int = 200) -> JsonResponse:
+    """A JSON answer that no cache keeps (it may carry a client secret)."""
+    response = JsonResponse(dict(data), status=status, encoder=DjangoJSONEncoder)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere inside a view."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        fields: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = dict(fields or {})
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def response(self) -> JsonResponse:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, **self.extra}
+        if self.fields:
+            error["fields"] = self.fields
+        response = json_response({"error": error}, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def invalid(fields: Mapping[str, str], message: str = "") -> ApiError:
+    return ApiError(
+        400, "invalid_request", message or "The request has invalid fields.", fields=fields
+    )
+
+
+NOT_FOUND_MESSAGE = "No such payment."
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+
+
+def error_from_paygate(exc: PaygateError) -> ApiError:
+    """The API answer for a library error: its own ``status_code`` and ``code``."""
+    status = int(exc.status_code)
+    message = exc.message
+    if status >= 500 and not isinstance(exc, ProviderError):
+        # A misconfiguration: the details are for the logs, not for the caller.
+        logger.error("Paygate error answered as %s: %s", status, exc, exc_info=exc)
+        message = "The payment service is not available."
+    extra: dict[str, Any] = {}
+    if isinstance(exc, PaymentDeclined) and exc.decline_code:
+        extra["decline_code"] = exc.decline_code
+    if isinstance(exc, ActionRequired) and exc.next_action:
+        extra["next_action"] = exc.next_action
+    return ApiError(status, exc.code, message, **extra)
+
+
+def _is_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and getattr(user, "is_staff", False))
+
+
+def api_endpoint(
+    name: str, methods: tuple[str, ...], access: str
+) -> Callable[[ViewFunc], ViewFunc]:
+    """Wrap an API view: method, rate limit, authentication and error mapping.
+
+    ``access`` is ``"public"``, ``"user"`` (logged in) or ``"staff"``.
+    ``name`` is the endpoint's key in ``PAYGATE["RATE_LIMITS"]``.
+    """
+
+    def decorator(func: ViewFunc) -> ViewFunc:
+        @functools.wraps(func)
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                if request.method not in methods:
+                    raise ApiError(
+                        405,
+                        "method_not_allowed",
+                        f"Use {' or '.join(methods)}.",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                retry_after = security.check_rate_limit(request, name)
+                if retry_after is not None:
+                    raise rate_limited(retry_after)
+                user = request.user
+                if access != "public" and not user.is_authenticated:
+                    raise ApiError(401, "not_authenticated", "Log in to use this endpoint.")
+                if access == "staff" and not _is_staff(user):
+                    raise ApiError(403, "permission_denied", "This endpoint is for staff.")
+                return func(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.response()
+            except PaygateError as exc:
+                return error_from_paygate(exc).response()
+
+        view.paygate_api = True  # type: ignore[attr-defined]
+        view.api_methods = methods  # type: ignore[attr-defined]
+        # Services run their own short transactions, never one across a provider call.
+        return login_not_required(transaction.non_atomic_requests(view))
+
+    return decorator
+
+
+def rate_limited(retry_after: int, *, code: str = "rate_limited", message: str = "") -> ApiError:
+    return ApiError(
+        429,
+        code,
+        message or f"Too many requests. Retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "", **kwargs: Any) -> HttpResponse:
+    """A ``CSRF_FAILURE_VIEW`` that answers the JSON API's requests in JSON.
+
+    ``CSRF_FAILURE_VIEW = "django_paygate.views.api.csrf_failure"``. Every
+    other view gets Django's own failure page.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is not None and getattr(match.func, "paygate_api", False):
+        return ApiError(
+            403, "csrf_failed", "CSRF verification failed: send the X-CSRFToken header."
+        ).response()
+    return django_csrf_failure(request, reason=reason, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Request bodies
+# ---------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request body as a JSON object; numbers with a fraction become ``Decimal``."""
+    if request.content_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json)."
+        )
+    limit = int(paygate_settings.API_MAX_BODY_BYTES)
+    too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    try:
+        data = json.loads(
+            body.decode("utf-8"),
+            parse_float=Decimal,
+            parse_constant=_no_constants,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "The body is not valid UTF-8 JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return data
+
+
+def _unknown(data: Mapping[str, Any], allowed: frozenset[str] | set[str]) -> dict[str, str]:
+    return {key: "Unknown field." for key in data if key not in allowed}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string(
+    data: Mapping[str, Any],
+    name: str,
+    errors: dict[str, str],
+    *,
+    max_length: int,
+    required: bool = False,
+    default: str = "",
+) -> str:
+    if name not in data or data[name] is None:
+        if required:
+            errors[name] = "This field is required."
+        return default
+    value = data[name]
+    if not isinstance(value, str):
+        errors[name] = "Must be a string."
+        return default
+    if len(value) > max_length:
+        errors[name] = f"At most {max_length} characters."
+        return default
+    if "\x00" in value:
+        errors[name] = "Must not contain NUL characters."
+        return default
+    return value
+
+
+AMOUNT_TYPE_MESSAGE = (
+    "Must be an integer of minor units (1999) or a decimal string in major units ('19.99')."
+)
+
+
+def _amount(value: object, currency: str | None, errors: dict[str, str]) -> int | None:
+    """An amount in minor units from an int of minor units or a decimal string."""
+    if isinstance(value, Decimal):
+        errors["amount"] = (
+            "JSON numbers with a fraction or an exponent are refused (floats cannot hold money"
+            " exactly): send an integer of minor units or a decimal string."
+        )
+        return None
+    if not (_is_int(value) or isinstance(value, str)):
+        errors["amount"] = AMOUNT_TYPE_MESSAGE
+        return None
+    if currency is None:
+        return None  # the currency's own error says why
+    try:
+        if isinstance(value, str):
+            return money.to_minor(value, currency)
+        return money.validate_minor(value, currency)
+    except (InvalidAmount, TypeError) as exc:
+        errors["amount"] = str(exc)
+        return None
+
+
+def _metadata(value: object, errors: dict[str, str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors["metadata"] = "Must be an object of string keys to strings, integers or booleans."
+        return {}
+    if len(value) > MAX_METADATA_KEYS - 1:
+        errors["metadata"] = f"At most {MAX_METADATA_KEYS - 1} keys (one is reserved)."
+        return {}
+    for key, item in value.items():
+        if not key or len(key) > MAX_METADATA_KEY_LENGTH or "\x00" in key:
+            errors["metadata"] = f"Keys are 1 to {MAX_METADATA_KEY_LENGTH} characters."
+            return {}
+        if key.startswith(RESERVED_METADATA_PREFIX):
+            errors["metadata"] = f"Keys starting with {RESERVED_METADATA_PREFIX!r} are reserved."
+            return {}
+        if isinstance(item, Decimal):
+            errors["metadata"] = (
+                f"{key!r}: numbers with a fraction are refused; send them as strings."
+            )
+            return {}
+        if not (isinstance(item, (str, bool)) or _is_int(item)):
+            errors["metadata"] = f"{key!r}: values are strings, integers or booleans."
+            return {}
+        if isinstance(item, str) and (len(item) > MAX_METADATA_VALUE_LENGTH or "\x00" in item):
+            errors["metadata"] = (
+                f"{key!r}: values are at most {MAX_METADATA_VALUE_LENGTH} characters."
+            )
+            return {}
+        if _is_int(item) and abs(item) > 2**53:
+            errors["metadata"] = f"{key!r}: integers are at most 2**53 in size."
+            return {}
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    limit = int(paygate_settings.API_MAX_METADATA_BYTES)
+    if size > limit:
+        errors["metadata"] = f"At most {limit} bytes as JSON (this is {size})."
+        return {}
+    return dict(value)
+
+
+def _bool(data: Mapping[str, Any], name: str, errors: dict[str, str], default: bool) -> bool:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        errors[name] = "Must be true or false."
+        return default
+    return value
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Selectors (reads only)
+# ---------------------------------------------------------------------------
+
+
+def payment_for(request: HttpRequest, raw_id: object, *, staff_sees_all: bool) -> AbstractPayment:
+    """The payment ``raw_id`` names, if the requester may see it, else a 404.
+
+    One query, filtered by owner for everybody but staff (when allowed), so a
+    payment of someone else and a payment that does not exist look the same.
+    """
+    payment_id = _uuid(raw_id)
+    if payment_id is None:
+        raise not_found()
+    query = get_payment_model().objects.filter(pk=payment_id)
+    user = request.user
+    if not (staff_sees_all and _is_staff(user)):
+        if user.pk is None:
+            raise not_found()
+        query = query.filter(user_id=user.pk)
+    payment = query.first()
+    if payment is None:
+        raise not_found()
+    return payment
+
+
+def payment_by_idempotency_key(key: str) -> AbstractPayment | None:
+    return get_payment_model().objects.filter(idempotency_key=key).first()
+
+
+def _public_metadata(metadata: Mapping[str, Any], *, staff: bool) -> dict[str, Any]:
+    if staff:
+        return dict(metadata)
+    return {k: v for k, v in metadata.items() if not str(k).startswith(RESERVED_METADATA_PREFIX)}
+
+
+def payment_json(payment: AbstractPayment, *, staff: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": payment.pk,
+        "status": payment.status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "provider": payment.provider,
+        "capture_method": payment.capture_method,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "email": payment.email,
+        "description": payment.description,
+        "metadata": _public_metadata(payment.metadata or {}, staff=staff),
+        "failure_code": payment.failure_code,
+        "failure_message": payment.failure_message,
+        "created_at": payment.created_at,
+        "updated_at": payment.updated_at,
+        "succeeded_at": payment.succeeded_at,
+        "canceled_at": payment.canceled_at,
+    }
+    if staff:
+        data["needs_review"] = payment.needs_review
+        data["review_reason"] = payment.review_reason
+        data["user_id"] = payment.user_id
+    return data
+
+
+def refund_json(refund: Refund, *, staff: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": refund.pk,
+        "payment_id": refund.payment_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status,
+        "created_at": refund.created_at,
+        "succeeded_at": refund.succeeded_at,
+    }
+    if staff:
+        data["reason"] = refund.reason
+        data["failure_reason"] = refund.failure_reason
+        data["created_by"] = refund.created_by_id
+        data["source"] = refund.source
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Endpoints
+# ---------------------------------------------------------------------------
+
+
+@api_endpoint("create_intent", ("POST",), "user")
+def create_intent(request: HttpRequest) -> HttpResponse:
+    """``POST create_intent/``: create a payment for the logged-in user.
+
+    201 with the payment and its ``client`` data; with an ``Idempotency-Key``
+    header, the same key and body answer 200 with the same payment, and the
+    same key with another body 409.
+    """
+    data = read_json(request)
+    errors = _unknown(data, CREATE_FIELDS)
+
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (
+        0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and _IDEMPOTENCY_KEY.fullmatch(key)
+    ):
+        errors["Idempotency-Key"] = (
+            f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, no spaces."
+        )
+
+    currency: str | None = None
+    if data.get("currency") is None:
+        errors["currency"] = "This field is required."
+    else:
+        try:
+            currency = money.normalize_currency(data["currency"])
+        except InvalidAmount as exc:
+            errors["currency"] = str(exc)
+    if data.get("amount") is None:
+        errors["amount"] = "This field is required."
+        amount = None
+    else:
+        amount = _amount(data["amount"], currency, errors)
+
+    provider = _string(data, "provider", errors, max_length=64) or None
+    if provider is not None and provider not in paygate_settings.PROVIDERS:
+        errors["provider"] = "No provider is configured under this alias."
+    description = _string(data, "description", errors, max_length=MAX_DESCRIPTION_LENGTH)
+    email = _string(data, "email", errors, max_length=254)
+    if email:
+        try:
+            EmailValidator()(email)
+        except ValidationError:
+            errors["email"] = "Enter a valid email address."
+    metadata = _metadata(data.get("metadata"), errors)
+    capture = _bool(data, "capture", errors, True)
+    if errors:
+        raise invalid(errors)
+    assert amount is not None
+    assert currency is not None
+
+    user = request.user
+    scoped_key = f"api:{user.pk}:{key}" if key else None
+    existing = payment_by_idempotency_key(scoped_key) if scoped_key else None
+    # The client IP is part of what the idempotency key remembers: a replay from
+    # another network must not look like another request.
+    if existing is not None:
+        stored_ip = (existing.metadata or {}).get(analytics.CLIENT_IP_KEY)
+        if stored_ip:
+            metadata[analytics.CLIENT_IP_KEY] = stored_ip
+    elif paygate_settings.API_STORE_CLIENT_IP:
+        metadata[analytics.CLIENT_IP_KEY] = security.client_ip(request)
+
+    try:
+        payment = services.create_payment(
+            amount=amount,
+            currency=currency,
+            provider=provider,
+            user=user,
+            email=email,
+            description=description,
+            metadata=metadata,
+            capture=capture,
+            idempotency_key=scoped_key,
+        )
+    except TypeError as exc:
+        raise invalid({}, str(exc)) from exc
+    body = payment_json(payment)
+    body["client"] = dict(payment.client_data) if payment.client_data is not None else None
+    return json_response(body, status=200 if existing is not None else 201)
+
+
+@api_endpoint("confirm_payment", ("POST",), "user")
+def confirm_payment(request: HttpRequest) -> HttpResponse:
+    """``POST confirm_payment/``: confirm the caller's own payment with provider data.
+
+    200 with the new status; for ``requires_action``, ``next_action`` says
+    what the front end must do. A decline is 402 and counts against the
+    caller's decline velocity limit.
+    """
+    data = read_json(request)
+    errors = _unknown(data, {"payment_id", *CONFIRM_DATA_FIELDS})
+    raw_id = data.get("payment_id")
+    if raw_id is None:
+        errors["payment_id"] = "This field is required."
+    elif not isinstance(raw_id, str):
+        errors["payment_id"] = "Must be a string."
+    provider_data: dict[str, str] = {}
+    for name, max_length in CONFIRM_DATA_FIELDS.items():
+        value = _string(data, name, errors, max_length=max_length)
+        if value:
+            provider_data[name] = value
+    if "return_url" in provider_data:
+        try:
+            URLValidator(schemes=["http", "https"])(provider_data["return_url"])
+        except ValidationError:
+            errors["return_url"] = "Enter a valid http(s) URL."
+    if errors:
+        raise invalid(errors)
+
+    retry_after = security.check_decline_velocity(request)
+    if retry_after is not None:
+        raise rate_limited(
+            retry_after,
+            code="too_many_declines",
+            message=f"Too many declined payments. Retry in {retry_after} s.",
+        )
+    payment = payment_for(request, raw_id, staff_sees_all=False)
+    try:
+        payment = services.confirm_payment(payment, **provider_data)
+    except PaymentDeclined as exc:
+        security.record_decline(request)
+        error = error_from_paygate(exc)
+        error.extra["payment_status"] = "failed"
+        raise error from exc
+    except TypeError as exc:
+        raise invalid({}, str(exc)) from exc
+    body = payment_json(payment)
+    body["next_action"] = dict(payment.next_action) if payment.next_action else None
+    return json_response(body)
+
+
+@api_endpoint("process_refund", ("POST",), "staff")
+def process_refund(request: HttpRequest) -> HttpResponse:
+    """``POST process_refund/``: refund all or part of a payment (staff with permission).
+
+    201 with the refund and the payment. The refund records who asked
+    (``created_by``) and why (``reason``), and so does the audit trail.
+    """
+    if not request.user.has_perm("paygate.refund_payment"):
+        raise ApiError(403, "permission_denied", "You may not refund payments.")
+    data = read_json(request)
+    errors = _unknown(data, REFUND_FIELDS)
+    raw_id = data.get("payment_id")
+    if raw_id is None:
+        errors["payment_id"] = "This field is required."
+    elif not isinstance(raw_id, str):
+        errors["payment_id"] = "Must be a string."
+    raw_amount = data.get("amount")
+    if raw_amount is not None:
+        _amount(raw_amount, None, errors)  # the type now; the value with the currency below
+    reason = _string(data, "reason", errors, max_length=MAX_REASON_LENGTH)
+    if errors:
+        raise invalid(errors)
+
+    payment = payment_for(request, raw_id, staff_sees_all=True)
+    amount: int | None = None
+    if raw_amount is not None:
+        amount = _amount(raw_amount, payment.currency, errors)
+        if errors:
+            raise invalid(errors)
+    try:
+        refund = services.refund_payment(payment, amount=amount, reason=reason, user=request.user)
+    except TypeError as exc:
+        raise invalid({}, str(exc)) from exc
+    payment = payment_for(request, str(payment.pk), staff_sees_all=True)
+    return json_response(
+        {"refund": refund_json(refund, staff=True), "payment": payment_json(payment, staff=True)},
+        status=201,
+    )
+
+
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no", ""}
+
+
+@api_endpoint("payment_status", ("GET",), "user")
+def payment_status(request: HttpRequest) -> HttpResponse:
+    """``GET payment_status/?payment_id=<uuid>[&sync=1]``: the owner's (or staff's) view."""
+    raw_id = request.GET.get("payment_id")
+    sync_value = request.GET.get("sync", "").lower()
+    errors: dict[str, str] = {}
+    if not raw_id:
+        errors["payment_id"] = "This parameter is required."
+    if sync_value not in _TRUE | _FALSE:
+        errors["sync"] = "Use 1 or 0."
+    if errors:
+        raise invalid(errors)
+    payment = payment_for(request, raw_id, staff_sees_all=True)
+    if sync_value in _TRUE:
+        retry_after = security.check_rate_limit(request, "payment_sync")
+        if retry_after is not None:
+            raise rate_limited(retry_after)
+        payment = services.sync_payment(payment)
+    staff = _is_staff(request.user)
+    body = payment_json(payment, staff=staff)
+    body["refunds"] = [
+        refund_json(r, staff=staff)
+        for r in Refund.objects.filter(payment_id=payment.pk).order_by("created_at")
+    ]
+    return json_response(body)
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date(value: str | None, name: str, errors: dict[str, str]) -> date | None:
+    if not value:
+        return None
+    try:
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        errors[name] = "Use an ISO date: YYYY-MM-DD."
+        return None
+
+
+@api_endpoint("payment_analytics", ("GET",), "staff")
+def payment_analytics(request: HttpRequest) -> HttpResponse:
+    """``GET payment_analytics/``: totals, rates, series and fraud signals (staff)."""
+    errors: dict[str, str] = {}
+    start = _date(request.GET.get("start"), "start", errors)
+    end = _date(request.GET.get("end"), "end", errors)
+    currency = request.GET.get("currency") or None
+    if currency is not None:
+        try:
+            currency = money.normalize_currency(currency)
+        except InvalidAmount as exc:
+            errors["currency"] = str(exc)
+    provider = request.GET.get("provider") or None
+    if provider is not None and len(provider) > 64:
+        errors["provider"] = "At most 64 characters."
+    raw_min = request.GET.get("min_failures")
+    min_failures = int(paygate_settings.ANALYTICS_FRAUD_MIN_FAILURES)
+    if raw_min:
+        if raw_min.isascii() and raw_min.isdigit() and 1 <= int(raw_min) <= 1000:
+            min_failures = int(raw_min)
+        else:
+            errors["min_failures"] = "An integer from 1 to 1000."
+    if errors:
+        raise invalid(errors)
+    default_start, default_end = analytics.default_range(timezone.localdate())
+    if start is None and end is None:
+        start, end = default_start, default_end
+    elif start is None:
+        assert end is not None
+        start = end - timedelta(days=29)
+    elif end is None:
+        end = max(start, default_end)
+    if end < start:
+        raise invalid({"end": "Must not be before start."})
+    if (end - start).days + 1 > analytics.MAX_RANGE_DAYS:
+        raise invalid({"end": f"The range is at most {analytics.MAX_RANGE_DAYS} days."})
+    result = analytics.payment_analytics(
+        start=start, end=end, currency=currency, provider=provider, min_failures=min_failures
+    )
+    return json_response(result)
+
+
+@functools.lru_cache(maxsize=1)
+def _openapi_document() -> str:
+    return resources.files("django_paygate").joinpath("openapi.json").read_text("utf-8")
+
+
+@api_endpoint("openapi_json", ("GET",), "public")
+def openapi_json(request: HttpRequest) -> HttpResponse:
+    """``GET openapi.json``: the OpenAPI document, with ``servers`` set to this mount point."""
+    document = json.loads(_openapi_document())
+    prefix = request.path[: -len("openapi.json")] if request.path.endswith("openapi.json") else "/"
+    document["servers"] = [{"url": prefix.rstrip("/") or "/"}]
+    response = JsonResponse(document)
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+__all__ = [
+    "confirm_payment",
+    "create_intent",
+    "csrf_failure",
+    "openapi_json",
+    "payment_analytics",
+    "payment_status",
+    "process_refund",
+]
