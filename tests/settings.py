@@ -21,6 +21,7 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ALLOWED_HOSTS = ["*"]
 STATIC_URL = "/static/"
+CSRF_FAILURE_VIEW = "django_paygate.views.api.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -123,3 +123,11 @@ def test_bad_email_settings_are_reported():
     text = messages(PROVIDERS={"dummy": DUMMY}, EMAILS={"ENABLD": True})
     assert "ENABLD" in text
     assert ids(PROVIDERS={"dummy": DUMMY}, EMAILS={"ENABLD": True}) == ["paygate.E005"]
+
+
+def test_bad_rate_limits_and_networks_are_reported():
+    assert ids(PROVIDERS={"dummy": DUMMY}, RATE_LIMITS={"create_intnet": {}}) == ["paygate.E006"]
+    bad_ips = {"dummy": {**DUMMY, "WEBHOOK_ALLOWED_IPS": ["10.0.0.0/8", "not-an-ip"]}}
+    assert ids(PROVIDERS=bad_ips) == ["paygate.W004"]
+    assert "not-an-ip" in messages(PROVIDERS=bad_ips)
+    assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=["300.1.1.1"]) == ["paygate.W004"]

@@ -42,6 +42,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# JSON 403s for the payments API when CSRF fails (HTML for everything else).
+CSRF_FAILURE_VIEW = "django_paygate.views.api.csrf_failure"
+
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"
 

@@ -8,9 +8,14 @@ paygate.E003   ``DEFAULT_PROVIDER`` names no configured provider
 paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
 paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
+paygate.E006   ``PAYGATE['RATE_LIMITS']`` names an unknown endpoint or a malformed limit
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
 paygate.W002   the dummy provider is enabled while ``DEBUG = False``
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
+paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
+               not an IP address or network
+paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
+               not an IP address or network
 =============  ==============================================================
 """
 
@@ -81,6 +86,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         Error(problem, hint="See docs/emails.md.", id="paygate.E005")
         for problem in email_problems()
     ]
+    from django_paygate import security
+
+    messages += [
+        Error(problem, hint="See docs/api.md.", id="paygate.E006")
+        for problem in security.validate_rate_limits()
+    ]
+    networks = {"PAYGATE['TRUSTED_PROXIES']": paygate_settings.TRUSTED_PROXIES}
+    for alias, conf in providers.items():
+        networks[f"PAYGATE['PROVIDERS'][{alias!r}]['WEBHOOK_ALLOWED_IPS']"] = conf.get(
+            "WEBHOOK_ALLOWED_IPS"
+        )
+    for where, entries in networks.items():
+        bad = security.invalid_network_entries(entries)
+        if bad:
+            messages.append(
+                Warning(
+                    f"{where} holds entries that are not IP addresses or networks: "
+                    f"{', '.join(bad)}. They match nothing.",
+                    id="paygate.W004",
+                )
+            )
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:
         messages.append(

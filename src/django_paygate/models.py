@@ -100,6 +100,8 @@ class AbstractPayment(models.Model):
 
     #: What the front end needs next; set by services, never stored.
     client_data: Mapping[str, Any] | None = None
+    #: True when ``create_payment`` returned an existing payment for its idempotency key.
+    replayed: bool = False
     #: The provider's next step for ``requires_action`` (3-D Secure); never stored.
     next_action: Mapping[str, Any] | None = None
 

@@ -575,12 +575,29 @@ def create_payment(
 def _replay(payment: AnyPayment, fingerprint: str, backend: BaseProvider) -> AnyPayment:
     if payment.request_fingerprint != fingerprint:
         raise IdempotencyConflict("This idempotency key was used with different parameters.")
-    if payment.provider_payment_id and payment.status in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}:
-        try:
-            payment.client_data = dict(backend.client_data(payment))
-        except ProviderUnavailable:
-            payment.client_data = None
+    payment.client_data = payment_client_data(payment, backend)
+    payment.replayed = True
     return payment
+
+
+def payment_client_data(
+    payment: AbstractPayment, backend: BaseProvider | None = None
+) -> dict[str, Any] | None:
+    """What the front end needs to go on paying ``payment``, or ``None``.
+
+    ``None`` when there is nothing left to pay (or nothing yet to pay with:
+    the provider's object is not linked), or the provider cannot be reached.
+    May call the provider (a Stripe ``client_secret`` is never stored).
+    """
+    if not payment.provider_payment_id:
+        return None
+    if payment.status not in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}:
+        return None
+    backend = backend or get_provider(payment.provider)
+    try:
+        return dict(backend.client_data(payment))
+    except ProviderUnavailable:
+        return None
 
 
 def _create_key(payment: AnyPayment) -> str:
@@ -617,12 +634,26 @@ def _review(payment: AnyPayment, reason: str) -> None:
 
 
 def _fail(payment: AnyPayment, exc: PaygateError) -> None:
+    code = getattr(exc, "decline_code", "") or exc.code
     with transaction.atomic():
         locked = _lock(payment.pk)
         if can_transition(locked.status, P.FAILED):
-            locked.failure_code = getattr(exc, "decline_code", "") or exc.code
+            locked.failure_code = code
             locked.failure_message = str(exc)[:1000]
             _change(locked, P.FAILED, source=Source.API, fields=("failure_code", "failure_message"))
+        elif locked.status == P.FAILED:
+            _record_decline(locked, code)
+
+
+def _record_decline(payment: AnyPayment, code: str) -> None:
+    """Audit another declined attempt on an already failed payment (fraud signals count them)."""
+    PaymentEvent.objects.create(
+        payment=payment,
+        from_status=P.FAILED.value,
+        to_status=P.FAILED.value,
+        source=Source.API,
+        note=f"declined again: {code}"[:500],
+    )
 
 
 def _confirm_key(payment: AnyPayment, data: Mapping[str, Any]) -> str:
@@ -667,7 +698,10 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         raise
     with transaction.atomic():
         locked = _lock(payment.pk)
+        declined_again = locked.status == P.FAILED and result.status == P.FAILED
         _apply_payment(locked, result, source=Source.API)
+        if declined_again:
+            _record_decline(locked, result.failure_code)
     locked.next_action = result.next_action
     if result.status == P.FAILED:
         raise PaymentDeclined(
@@ -971,6 +1005,7 @@ __all__ = [
     "create_payment",
     "find_stuck_payments",
     "lock_payment_for_event",
+    "payment_client_data",
     "refund_payment",
     "sync_payment",
     "sync_stuck_payments",

@@ -362,3 +362,26 @@ def test_confirm_captures_an_automatic_payment_a_webhook_left_authorized(dummy):
     assert payment.status == "authorized"
     payment = services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
     assert (payment.status, payment.amount_captured) == ("succeeded", 1000)
+
+
+def test_every_declined_attempt_is_audited(dummy):
+    from django_paygate.exceptions import PaymentDeclined
+    from django_paygate.providers.dummy import CARD_DECLINED
+
+    payment = services.create_payment(amount=1000, currency="USD")
+    for card in (CARD_DECLINED, "4000000000009995", CARD_DECLINED):
+        with pytest.raises(PaymentDeclined):
+            services.confirm_payment(payment, payment_method=card)
+    failed = payment.events.filter(to_status="failed")
+    assert failed.count() == 3
+    assert failed.filter(from_status="failed").count() == 2
+
+
+def test_replay_is_marked_and_carries_fresh_client_data(dummy):
+    first = services.create_payment(amount=500, currency="USD", idempotency_key="rk")
+    assert first.replayed is False
+    again = services.create_payment(amount=500, currency="USD", idempotency_key="rk")
+    assert again.replayed is True
+    assert again.client_data == first.client_data
+    paid_payment = services.confirm_payment(again, payment_method=CARD_SUCCEEDS)
+    assert services.payment_client_data(paid_payment) is None

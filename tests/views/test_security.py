@@ -125,11 +125,16 @@ def test_another_users_idempotency_key_never_returns_their_client_data(
 
 
 @db
-def test_status_never_carries_client_data(api: Api, user: Any) -> None:
-    payment = PaymentFactory(user=user)
-    response = api.get("payment_status", {"payment_id": str(payment.pk)})
-    assert "client" not in response.json_body
-    assert "client_secret" not in response.content.decode()
+def test_only_the_owner_gets_client_data_and_only_while_there_is_something_to_pay(
+    api: Api, staff_api: Api, user: Any
+) -> None:
+    pending = PaymentFactory(user=user)
+    mine = api.get("payment_status", {"payment_id": str(pending.pk)}).json_body
+    assert mine["client"]["payment_id"] == str(pending.pk)
+    theirs = staff_api.get("payment_status", {"payment_id": str(pending.pk)}).json_body
+    assert "client" not in theirs
+    paid = PaymentFactory(user=user, status="succeeded")
+    assert api.get("payment_status", {"payment_id": str(paid.pk)}).json_body["client"] is None
 
 
 # ---------------------------------------------------------------------------

@@ -299,3 +299,11 @@ def test_failing_redaction_stores_nothing(dummy, monkeypatch):
     body, headers = dummy.build_event("customer.created", {})
     assert webhooks.receive_webhook("dummy", body, headers).status_code == 400
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("stamp", ["²", "1" * 5000, "-5", "1e9", " "])
+def test_dummy_refuses_odd_timestamps_itself(dummy, stamp):
+    from django_paygate.exceptions import WebhookVerificationError
+
+    with pytest.raises(WebhookVerificationError):
+        dummy.verify_webhook(b"{}", {"Paygate-Dummy-Signature": f"t={stamp},v1=00"})

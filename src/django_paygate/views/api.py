@@ -559,7 +559,7 @@ def create_intent(request: HttpRequest) -> HttpResponse:
         raise invalid({}, str(exc)) from exc
     body = payment_json(payment)
     body["client"] = dict(payment.client_data) if payment.client_data is not None else None
-    return json_response(body, status=200 if existing is not None else 201)
+    return json_response(body, status=200 if payment.replayed else 201)
 
 
 @api_endpoint("confirm_payment", ("POST",), "user")
@@ -676,6 +676,9 @@ def payment_status(request: HttpRequest) -> HttpResponse:
         payment = services.sync_payment(payment)
     staff = _is_staff(request.user)
     body = payment_json(payment, staff=staff)
+    if payment.user_id is not None and payment.user_id == request.user.pk:
+        # Only the owner ever gets the front-end data (a Stripe client_secret).
+        body["client"] = services.payment_client_data(payment)
     body["refunds"] = [
         refund_json(r, staff=staff)
         for r in Refund.objects.filter(payment_id=payment.pk).order_by("created_at")
