@@ -29,7 +29,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from django.core.cache import caches
@@ -323,28 +323,35 @@ def check_rate_limit(request: HttpRequest, endpoint: str) -> int | None:
     tightest exceeded window ends (the ``Retry-After`` value). Every scope
     is counted, allowed or not, so hammering a limited endpoint keeps it limited.
     """
-    rates = rates_for(endpoint)
-    at = now()
-    retry_after: int | None = None
-    try:
-        cache = _cache()
-        for scope, ident in identities(request).items():
-            rate = rates.get(scope)
-            if rate is None:
-                continue
-            index, wait = _window(rate, at)
-            count = _hit(cache, _key("rl", endpoint, scope, ident, index), rate.period)
-            if count > rate.limit:
-                retry_after = max(retry_after or 0, wait)
-    except Exception:
-        logger.warning("Rate limit for %s skipped: the cache failed.", endpoint, exc_info=True)
-        return None
-    return retry_after
+
+    def hit(cache: BaseCache, key: str, rate: Rate) -> int:
+        return _hit(cache, key, rate.period)
+
+    return _retry_after(request, endpoint, "rl", endpoint, hit)
 
 
 def check_decline_velocity(request: HttpRequest) -> int | None:
     """Seconds to wait when this user or IP had too many declines lately, else ``None``."""
-    rates = rates_for("declines")
+
+    def peek(cache: BaseCache, key: str, rate: Rate) -> int:
+        return int(cache.get(key) or 0) + 1  # this attempt would be one more
+
+    return _retry_after(request, "declines", "declines", "confirm", peek)
+
+
+def _retry_after(
+    request: HttpRequest,
+    limits: str,
+    kind: str,
+    counter: str,
+    count: Callable[[BaseCache, str, Rate], int],
+) -> int | None:
+    """The longest wait among the request's identities over their ``limits``, else ``None``.
+
+    ``count`` returns the count to compare with each limit. A failing cache
+    skips the limit (with a warning) rather than taking the API down.
+    """
+    rates = rates_for(limits)
     at = now()
     retry_after: int | None = None
     try:
@@ -354,11 +361,10 @@ def check_decline_velocity(request: HttpRequest) -> int | None:
             if rate is None:
                 continue
             index, wait = _window(rate, at)
-            count = cache.get(_key("declines", "confirm", scope, ident, index)) or 0
-            if int(count) >= rate.limit:
+            if count(cache, _key(kind, counter, scope, ident, index), rate) > rate.limit:
                 retry_after = max(retry_after or 0, wait)
     except Exception:
-        logger.warning("Decline velocity check skipped: the cache failed.", exc_info=True)
+        logger.warning("Rate limit %s skipped: the cache failed.", limits, exc_info=True)
         return None
     return retry_after
 

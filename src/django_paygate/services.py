@@ -961,13 +961,14 @@ def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AnyPaym
     """
     Payment = get_payment_model()
     qn = connection.ops.quote_name
-    field = Payment._meta.get_field
-    matches, params = [], []
+    # Column names are AbstractPayment's field names, in every concrete model.
+    matches: list[str] = []
+    params: list[Any] = []
     if event.provider_payment_id:
-        matches.append(f"{qn(field('provider_payment_id').column)} = %s")
+        matches.append(f"{qn('provider_payment_id')} = %s")
         params.append(event.provider_payment_id)
     if event.our_payment_id and _is_uuid(event.our_payment_id):
-        matches.append(f"{qn(Payment._meta.pk.column)} = %s")
+        matches.append(f"{qn('id')} = %s")
         params.append(
             Payment._meta.pk.get_db_prep_value(uuid.UUID(event.our_payment_id), connection)
         )
@@ -976,7 +977,7 @@ def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AnyPaym
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     sql = (
         f"SELECT * FROM {qn(Payment._meta.db_table)} "
-        f"WHERE {qn(field('provider').column)} = %s AND ({' OR '.join(matches)}) LIMIT 1{lock}"
+        f"WHERE {qn('provider')} = %s AND ({' OR '.join(matches)}) LIMIT 1{lock}"
     )
     return next(iter(Payment.objects.raw(sql, [provider_alias, *params])), None)
 
