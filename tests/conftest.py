@@ -6,11 +6,23 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from django_paygate.providers import get_provider, reset_providers
 from django_paygate.providers.dummy import DummyProvider
 
 ON_POSTGRES = os.environ.get("PAYGATE_TEST_DB") == "postgres"
+
+# No wall-clock deadlines (a loaded CI machine is slow, not wrong); in CI the examples are
+# derived from each test's name, so a run can be repeated exactly.
+hypothesis_settings.register_profile(
+    "paygate",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
+)
+hypothesis_settings.load_profile("paygate")
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
