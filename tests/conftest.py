@@ -11,6 +11,7 @@ from hypothesis import settings as hypothesis_settings
 
 from django_paygate.providers import get_provider, reset_providers
 from django_paygate.providers.dummy import DummyProvider
+from django_paygate.testing.signals import SignalRecorder
 
 ON_POSTGRES = os.environ.get("PAYGATE_TEST_DB") == "postgres"
 
@@ -48,42 +49,11 @@ def dummy() -> DummyProvider:
     return provider
 
 
-class SignalSpy:
-    """Records every call of the signals it watches."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self._connected: list[tuple[Any, Any]] = []
-
-    def watch(self, name: str, signal: Any) -> None:
-        def receiver(sender: Any, **kwargs: Any) -> None:
-            kwargs.pop("signal", None)
-            self.calls.append((name, kwargs))
-
-        signal.connect(receiver, weak=False)
-        self._connected.append((signal, receiver))
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def count(self, name: str) -> int:
-        return self.names().count(name)
-
-    def disconnect(self) -> None:
-        for signal, receiver in self._connected:
-            signal.disconnect(receiver)
-
-
 @pytest.fixture
-def signal_spy() -> Iterator[SignalSpy]:
-    from django_paygate import signals
-
-    spy = SignalSpy()
-    spy.watch("payment_status_changed", signals.payment_status_changed)
-    for name, signal in signals.POST_COMMIT_SIGNALS.items():
-        spy.watch(name, signal)
-    yield spy
-    spy.disconnect()
+def signal_spy() -> Iterator[SignalRecorder]:
+    """Every paygate signal sent during the test (the public test kit's recorder)."""
+    with SignalRecorder() as recorder:
+        yield recorder
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def fire(base_url: str, deliveries: list[Delivery], alias: str = "dummy") -> lis
 
 
 def _signals_for(spy: Any, name: str, payment: Any) -> int:
-    return sum(1 for n, kwargs in spy.calls if n == name and kwargs["payment"].pk == payment.pk)
+    return sum(1 for call in spy.of(name) if call.payment.pk == payment.pk)
 
 
 def test_fifty_copies_of_one_event_apply_once(server, dummy, signal_spy):

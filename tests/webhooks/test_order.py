@@ -37,7 +37,7 @@ def deliver(
 
 
 def _signals(spy: Any, name: str, payment: Any) -> int:
-    return sum(1 for n, kwargs in spy.calls if n == name and kwargs["payment"].pk == payment.pk)
+    return sum(1 for call in spy.of(name) if call.payment.pk == payment.pk)
 
 
 @pytest.mark.parametrize("stale", ["processing", "authorized", "requires_action", "pending"])
