@@ -1,6 +1,6 @@
 """Throughput of the webhook path, side by side with what it cannot beat.
 
-    python benchmarks/webhooks.py [--requests 2000] [--threads 8] [--workers 2]
+    python benchmarks/webhooks.py [--requests 2000] [--threads 8] [--workers 2] [--prepared]
 
 Creates a throwaway PostgreSQL database (127.0.0.1:5432, user postgres; see
 ``--pg-*``), migrates it, starts gunicorn on 127.0.0.1 serving this module, and
@@ -15,8 +15,12 @@ from a pool of threads using ``http.client``, one connection per request):
     events for existing pending payments, as shipped: the default (immediate)
     task backend delivers the outbox (post-commit signal, email) inside the
     request;
-(c') the same with the outbox left to a worker (``PAYGATE["TASK_BACKEND"]``
-    pointing at django.tasks' ``DummyBackend``, which only queues).
+(c') the same with the outbox left to its worker (``PAYGATE["TASK_BACKEND"] =
+    None``: nothing is enqueued, ``paygate_send_notifications --loop`` delivers).
+
+``--prepared`` runs every scenario with psycopg's server-side binding and
+prepared statements (``OPTIONS: {"server_side_binding": True,
+"prepare_threshold": 5}``) instead of Django's default client-side binding.
 
 It prints events/s for each, the ratios to the floor, and the SQL data
 statements of a first delivery and of a duplicate. Nothing is timed in the test
@@ -43,6 +47,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROLE_DB = "PAYGATE_BENCH_DB"  # set for the gunicorn processes only
 ROLE_OUTBOX = "PAYGATE_BENCH_OUTBOX"
+ROLE_PREPARED = "PAYGATE_BENCH_PREPARED"
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 
 VERIFY_PATH = "/bench/verify/"
@@ -56,12 +61,11 @@ CPRIME = "(c')"
 # ---------------------------------------------------------------------------
 
 
-def configure(db_name: str, *, outbox: str = "immediate") -> None:
+def configure(db_name: str, *, outbox: str = "immediate", prepared: bool = False) -> None:
     from django.conf import settings
 
     tasks = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
-    if outbox == "deferred":
-        tasks["worker"] = {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}
+    options = {"server_side_binding": True, "prepare_threshold": 5} if prepared else {}
     settings.configure(
         DEBUG=False,
         SECRET_KEY="benchmark-only",
@@ -81,12 +85,13 @@ def configure(db_name: str, *, outbox: str = "immediate") -> None:
                 "USER": PG["user"],
                 "NAME": db_name,
                 "CONN_MAX_AGE": 600,
+                "OPTIONS": options,
             }
         },
         PAYGATE={
             "DEFAULT_PROVIDER": "dummy",
             "PROVIDERS": {"dummy": {"BACKEND": "django_paygate.providers.dummy.DummyProvider"}},
-            "TASK_BACKEND": "worker" if outbox == "deferred" else "default",
+            "TASK_BACKEND": None if outbox == "worker" else "default",
         },
         TASKS=tasks,
         **_mail_settings(),
@@ -162,7 +167,11 @@ def _build_urls() -> None:
 
 
 if os.environ.get(ROLE_DB):  # imported by gunicorn: this module is the WSGI application
-    configure(os.environ[ROLE_DB], outbox=os.environ.get(ROLE_OUTBOX, "immediate"))
+    configure(
+        os.environ[ROLE_DB],
+        outbox=os.environ.get(ROLE_OUTBOX, "immediate"),
+        prepared=bool(os.environ.get(ROLE_PREPARED)),
+    )
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
@@ -191,9 +200,11 @@ def _admin_sql(sql: str) -> None:
 class Server:
     """gunicorn serving this module on 127.0.0.1."""
 
-    def __init__(self, db_name: str, workers: int, outbox: str) -> None:
+    def __init__(self, db_name: str, workers: int, outbox: str, prepared: bool) -> None:
         self.port = _free_port()
         env = {**os.environ, ROLE_DB: db_name, ROLE_OUTBOX: outbox}
+        if prepared:
+            env[ROLE_PREPARED] = "1"
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process = subprocess.Popen(
             [
@@ -319,7 +330,7 @@ def count_statements() -> dict[str, int]:
 
     from django_paygate import webhooks
 
-    verbs = ("SELECT", "INSERT", "UPDATE", "DELETE")
+    verbs = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 
     def data(captured: CaptureQueriesContext) -> int:
         return sum(
@@ -334,7 +345,8 @@ def count_statements() -> dict[str, int]:
     outbox = [
         q
         for q in first.captured_queries
-        if "paygate_notification" in q["sql"] and not q["sql"].lstrip().upper().startswith("INSERT")
+        if "paygate_notification" in q["sql"]
+        and not q["sql"].lstrip().upper().startswith(("INSERT", "WITH"))
     ]
     total = data(first)
     return {
@@ -351,6 +363,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100, help="untimed requests first")
     parser.add_argument("--threads", type=int, default=8, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="server-side binding and prepared statements in every scenario",
+    )
     parser.add_argument("--pg-host", default=PG["host"])
     parser.add_argument("--pg-port", default=PG["port"])
     parser.add_argument("--pg-user", default=PG["user"])
@@ -361,7 +378,7 @@ def main() -> None:
     db_name = f"paygate_bench_{os.getpid()}"
     _admin_sql(f'CREATE DATABASE "{db_name}"')
     try:
-        configure(db_name)
+        configure(db_name, prepared=args.prepared)
         import django
 
         django.setup()
@@ -388,16 +405,17 @@ def main() -> None:
             ("(a) verify the signature only", VERIFY_PATH, "b", "immediate"),
             ("(b) floor: verify + INSERT ON CONFLICT + UPDATE", FLOOR_PATH, "b", "immediate"),
             ("(c) django-paygate, outbox delivered in the request", PAYGATE_PATH, "c", "immediate"),
-            ("(c') django-paygate, outbox left to a task worker", PAYGATE_PATH, "d", "deferred"),
+            ("(c') django-paygate, outbox left to its worker", PAYGATE_PATH, "d", "worker"),
         ]
         rates: dict[str, float] = {}
         print(
             f"{n} requests per scenario after {w} warm-up, {args.threads} client threads, "
-            f"gunicorn {args.workers} sync workers, PostgreSQL, {os.cpu_count()} CPUs\n"
+            f"gunicorn {args.workers} sync workers, PostgreSQL, {os.cpu_count()} CPUs, "
+            f"{'prepared statements' if args.prepared else 'client-side binding'}\n"
         )
         print(f"{'scenario':55} {'seconds':>8} {'events/s':>9}  answers")
         for label, path, key, outbox in scenarios:
-            server = Server(db_name, args.workers, outbox)
+            server = Server(db_name, args.workers, outbox, args.prepared)
             try:
                 deliveries = _events(payments[key])
                 drive(server.port, path, deliveries[:w], args.threads)

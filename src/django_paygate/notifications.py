@@ -4,7 +4,8 @@ Services write a :class:`~django_paygate.models.Notification` row in the same
 transaction as the change that deserves it, so a rolled-back change owes
 nothing and a committed one is never forgotten. After commit, the row's id
 goes to the :func:`~django_paygate.tasks.deliver_notifications` task (run at
-once by Django's default immediate task backend, or by a worker).
+once by Django's default immediate task backend, or by a worker), or, with
+``PAYGATE["TASK_BACKEND"] = None``, waits for the drain command.
 
 Delivery of one row:
 
@@ -59,8 +60,13 @@ MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 def deliver_after_commit(notification_id: int) -> None:
-    """Enqueue delivery of ``notification_id`` once the current transaction commits."""
-    transaction.on_commit(partial(enqueue, [notification_id]), robust=True)
+    """Enqueue delivery of ``notification_id`` once the current transaction commits.
+
+    With ``PAYGATE["TASK_BACKEND"] = None`` nothing is enqueued: the row waits
+    for ``manage.py paygate_send_notifications --loop``, the outbox's own worker.
+    """
+    if paygate_settings.TASK_BACKEND is not None:
+        transaction.on_commit(partial(enqueue, [notification_id]), robust=True)
 
 
 def enqueue(notification_ids: list[int]) -> None:

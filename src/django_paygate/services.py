@@ -8,7 +8,7 @@ Every function here follows the same five rules:
    derived from that row; the answer is applied in a second short transaction.
    A retry reuses the key, so nobody is charged or refunded twice.
 2. Every status change goes through :func:`_change`, under
-   ``select_for_update()`` on the payment row, checked against
+   ``SELECT … FOR UPDATE`` on the payment row, checked against
    :data:`~django_paygate.states.PAYMENT_TRANSITIONS`, with an audit row and the
    ``payment_status_changed`` signal inside the transaction.
 3. Money invariants are checked under that lock: captured <= amount, and
@@ -18,10 +18,16 @@ Every function here follows the same five rules:
    the same transaction and delivered after commit, exactly once.
 5. A payment left between steps by a crash or a timeout is repaired by
    :func:`sync_payment` (and ``manage.py paygate_sync``).
+
+Rows are written through :mod:`django_paygate.sql`: a status change writes the
+payment, its audit row and its outbox row in one round trip on PostgreSQL.
+Those writes call no ``save()`` and send no ``pre_save``/``post_save``; the
+payment's signals here are the contract.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,7 +40,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from django_paygate import money
+from django_paygate import money, sql
 from django_paygate.exceptions import (
     IdempotencyConflict,
     InvalidAmount,
@@ -107,11 +113,44 @@ MAX_METADATA_KEYS = 50
 
 def _lock(pk: Any) -> AnyPayment:
     """The payment row, locked until the end of the current transaction."""
-    return get_payment_model().objects.select_for_update().get(pk=pk)
+    return sql.fetch_for_update(get_payment_model(), pk)
 
 
 def _user_or_none(user: UserLike) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _write(*writes: sql.Write) -> None:
+    """Run ``writes`` (one round trip); an outbox row among them is delivered after commit."""
+    from django_paygate.notifications import deliver_after_commit
+
+    for write, pk in zip(writes, sql.execute(*writes), strict=True):
+        if write.model is Notification:
+            deliver_after_commit(pk)
+
+
+def _save(payment: AnyPayment, *fields: str) -> sql.Write:
+    """The update of a locked ``payment``'s ``fields`` (and ``updated_at``)."""
+    return sql.update(payment, [*fields, "updated_at"])
+
+
+def _audit(payment: AnyPayment, source: str, **values: Any) -> sql.Write:
+    """An audit row; without ``to_status`` it records an event that moved no status."""
+    values.setdefault("from_status", payment.status)
+    values.setdefault("to_status", payment.status)
+    values["note"] = values.get("note", "")[:500]
+    return sql.insert(PaymentEvent, payment=payment, source=source, **values)
+
+
+def _notification(
+    kind: str,
+    payment: AnyPayment,
+    *,
+    refund: Refund | None = None,
+    dispute: Dispute | None = None,
+) -> sql.Write:
+    """An outbox row (rule 4): :func:`_write` has it delivered after commit."""
+    return sql.insert(Notification, kind=kind, payment=payment, refund=refund, dispute=dispute)
 
 
 def _owe(
@@ -122,12 +161,7 @@ def _owe(
     dispute: Dispute | None = None,
 ) -> None:
     """Write an outbox row and deliver it after commit (rule 4)."""
-    from django_paygate.notifications import deliver_after_commit
-
-    notification = Notification.objects.create(
-        kind=kind, payment=payment, refund=refund, dispute=dispute
-    )
-    deliver_after_commit(notification.pk)
+    _write(_notification(kind, payment, refund=refund, dispute=dispute))
 
 
 def _change(
@@ -146,8 +180,8 @@ def _change(
     """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
 
     Raises :class:`InvalidTransition` when the table does not allow it.
-    Writes the audit row, sends ``payment_status_changed`` inside the
-    transaction, and owes the post-commit notification.
+    Writes the payment, its audit row and the outbox row it owes in one round
+    trip, then sends ``payment_status_changed`` inside the transaction.
     """
     old = PaymentStatus(payment.status)
     if to_status != old and not can_transition(old, to_status):
@@ -156,7 +190,7 @@ def _change(
         return
     now = timezone.now()
     payment.status = to_status.value
-    changed = {"status", "updated_at", *fields}
+    changed = {"status", *fields}
     if to_status == P.SUCCEEDED and payment.succeeded_at is None:
         payment.succeeded_at = now
         changed.add("succeeded_at")
@@ -169,18 +203,22 @@ def _change(
     ):
         payment.failure_code = payment.failure_message = ""
         changed |= {"failure_code", "failure_message"}
-    payment.save(update_fields=sorted(changed))
-    PaymentEvent.objects.create(
-        payment=payment,
-        from_status=old.value,
-        to_status=to_status.value,
-        amount=amount,
-        source=source,
-        note=note[:500],
-        webhook_event=webhook_event,
-        refund=refund,
-        user=_user_or_none(user),
-    )
+    writes = [
+        _save(payment, *changed),
+        _audit(
+            payment,
+            source,
+            from_status=old.value,
+            amount=amount,
+            note=note,
+            webhook_event=webhook_event,
+            refund=refund,
+            user=_user_or_none(user),
+        ),
+    ]
+    if to_status != old and notify and to_status in _NOTIFY_ON:
+        writes.append(_notification(_NOTIFY_ON[to_status], payment))
+    _write(*writes)
     if to_status != old:
         payment_status_changed.send(
             sender=type(payment),
@@ -189,31 +227,30 @@ def _change(
             new_status=to_status.value,
             source=source,
         )
-        if notify and to_status in _NOTIFY_ON:
-            _owe(_NOTIFY_ON[to_status], payment)
 
 
 def _flag_for_review(
-    payment: AnyPayment, reason: str, *, source: str, webhook_event: WebhookEvent | None = None
+    payment: AnyPayment,
+    reason: str,
+    *,
+    source: str,
+    webhook_event: WebhookEvent | None = None,
+    fields: tuple[str, ...] = (),
 ) -> None:
-    """Set ``needs_review`` on a locked payment; it is never cleared silently."""
+    """Set ``needs_review`` on a locked payment (saving ``fields`` too); never cleared silently."""
     logger.warning("Payment %s needs review: %s", payment.pk, reason)
     first = not payment.needs_review
     payment.needs_review = True
     payment.review_reason = (
         f"{payment.review_reason}\n{reason}" if payment.review_reason else reason
     )[-2000:]
-    payment.save(update_fields=["needs_review", "review_reason", "updated_at"])
-    PaymentEvent.objects.create(
-        payment=payment,
-        from_status=payment.status,
-        to_status=payment.status,
-        source=source,
-        note=f"needs review: {reason}"[:500],
-        webhook_event=webhook_event,
-    )
+    writes = [
+        _save(payment, "needs_review", "review_reason", *fields),
+        _audit(payment, source, note=f"needs review: {reason}", webhook_event=webhook_event),
+    ]
     if first:
-        _owe(Notification.Kind.PAYMENT_NEEDS_REVIEW, payment)
+        writes.append(_notification(Notification.Kind.PAYMENT_NEEDS_REVIEW, payment))
+    _write(*writes)
 
 
 def _apply_payment(
@@ -263,9 +300,9 @@ def _apply_payment(
             payment.amount_captured = captured
             fields.append("amount_captured")
     if problem:
-        if fields:
-            payment.save(update_fields=[*fields, "updated_at"])
-        _flag_for_review(payment, problem, source=source, webhook_event=webhook_event)
+        _flag_for_review(
+            payment, problem, source=source, webhook_event=webhook_event, fields=tuple(fields)
+        )
         return True
     if status == P.FAILED and moves and result.failure_code != payment.failure_code:
         payment.failure_code = result.failure_code[:128]
@@ -274,7 +311,7 @@ def _apply_payment(
 
     if not moves:
         if fields:
-            payment.save(update_fields=[*fields, "updated_at"])
+            _write(_save(payment, *fields))
         return bool(fields)
     assert status is not None
     moved = payment.amount_captured if status == P.SUCCEEDED else None
@@ -387,27 +424,28 @@ def _apply_refund(
         # Stripe: a refund may fail after it succeeded. Money came back to us;
         # the payment never moves backwards by itself: a person looks at it.
         payment.amount_refunded -= refund.amount
-        payment.save(update_fields=["amount_refunded", "updated_at"])
         _flag_for_review(
             payment,
             f"refund {refund.pk} failed after it had succeeded",
             source=source,
             webhook_event=webhook_event,
+            fields=("amount_refunded",),
         )
         _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
     else:
-        PaymentEvent.objects.create(
-            payment=payment,
-            from_status=payment.status,
-            to_status=payment.status,
-            amount=refund.amount,
-            source=source,
-            refund=refund,
-            webhook_event=webhook_event,
-            note=f"refund {new.value}: {refund.failure_reason}"[:500],
-        )
+        writes = [
+            _audit(
+                payment,
+                source,
+                amount=refund.amount,
+                refund=refund,
+                webhook_event=webhook_event,
+                note=f"refund {new.value}: {refund.failure_reason}",
+            )
+        ]
         if new == RefundStatus.FAILED:
-            _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
+            writes.append(_notification(Notification.Kind.REFUND_FAILED, payment, refund=refund))
+        _write(*writes)
     return refund
 
 
@@ -440,19 +478,20 @@ def _apply_dispute(
     if not created and dispute.status != result.status.value and not was_closed:
         dispute.status = result.status.value
         dispute.save(update_fields=["status", "updated_at"])
-    PaymentEvent.objects.create(
-        payment=payment,
-        from_status=payment.status,
-        to_status=payment.status,
-        amount=dispute.amount,
-        source=source,
-        webhook_event=webhook_event,
-        note=f"dispute {dispute.provider_dispute_id} {dispute.status}"[:500],
-    )
+    writes = [
+        _audit(
+            payment,
+            source,
+            amount=dispute.amount,
+            webhook_event=webhook_event,
+            note=f"dispute {dispute.provider_dispute_id} {dispute.status}",
+        )
+    ]
     if created:
-        _owe(Notification.Kind.DISPUTE_OPENED, payment, dispute=dispute)
+        writes.append(_notification(Notification.Kind.DISPUTE_OPENED, payment, dispute=dispute))
     if DisputeStatus(dispute.status) in closed and not was_closed:
-        _owe(Notification.Kind.DISPUTE_CLOSED, payment, dispute=dispute)
+        writes.append(_notification(Notification.Kind.DISPUTE_CLOSED, payment, dispute=dispute))
+    _write(*writes)
     return dispute
 
 
@@ -558,13 +597,7 @@ def create_payment(
                 idempotency_key=idempotency_key or None,
                 request_fingerprint=fingerprint,
             )
-            PaymentEvent.objects.create(
-                payment=payment,
-                to_status=payment.status,
-                source=Source.API,
-                user=owner,
-                note="created",
-            )
+            _write(_audit(payment, Source.API, from_status="", user=owner, note="created"))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -647,13 +680,7 @@ def _fail(payment: AnyPayment, exc: PaygateError) -> None:
 
 def _record_decline(payment: AnyPayment, code: str) -> None:
     """Audit another declined attempt on an already failed payment (fraud signals count them)."""
-    PaymentEvent.objects.create(
-        payment=payment,
-        from_status=P.FAILED.value,
-        to_status=P.FAILED.value,
-        source=Source.API,
-        note=f"declined again: {code}"[:500],
-    )
+    _write(_audit(payment, Source.API, note=f"declined again: {code}"))
 
 
 def _confirm_key(payment: AnyPayment, data: Mapping[str, Any]) -> str:
@@ -802,15 +829,15 @@ def refund_payment(
             created_by=_user_or_none(user),
             idempotency_key=f"paygate-refund-{refund_id}",
         )
-        PaymentEvent.objects.create(
-            payment=locked,
-            from_status=locked.status,
-            to_status=locked.status,
-            amount=amount,
-            source=Source.API,
-            refund=refund,
-            user=_user_or_none(user),
-            note=f"refund requested: {reason}"[:500],
+        _write(
+            _audit(
+                locked,
+                Source.API,
+                amount=amount,
+                refund=refund,
+                user=_user_or_none(user),
+                note=f"refund requested: {reason}",
+            )
         )
     return _send_refund(locked, refund)
 
@@ -951,35 +978,46 @@ def sync_stuck_payments(
 # ---------------------------------------------------------------------------
 
 
-def lock_payment_for_event(provider_alias: str, event: ProviderEvent) -> AnyPayment | None:
-    """The payment an event is about, locked; one statement.
+def payment_lookup(
+    provider_alias: str, event: ProviderEvent, *, lock: bool = False
+) -> tuple[str, list[Any]] | None:
+    """A ``SELECT`` of the payment an event is about, and its parameters.
 
     Found by the provider's id, or by our id echoed in the event's metadata
-    (a webhook may arrive before the provider's id was stored). This is the
-    webhook hot path: the statement is written out rather than compiled by the
-    ORM on every delivery, which costs about a millisecond of CPU.
+    (a webhook may arrive before the provider's id was stored); ``None`` when
+    the event names neither. It selects the payment's id, or with ``lock``
+    the whole row ``FOR UPDATE`` (for :func:`django_paygate.sql.from_row`).
+    The webhook inbox runs it inside its claim, so that finding and locking
+    the payment cost no statement of their own.
     """
+    by_our_id = bool(event.our_payment_id and _is_uuid(event.our_payment_id))
+    if not (event.provider_payment_id or by_our_id):
+        return None
+    params: list[Any] = [provider_alias]
+    if event.provider_payment_id:
+        params.append(event.provider_payment_id)
+    if by_our_id:
+        pk = uuid.UUID(event.our_payment_id)
+        params.append(get_payment_model()._meta.pk.get_db_prep_value(pk, connection))
+    return _lookup_sql(bool(event.provider_payment_id), by_our_id, lock), params
+
+
+@functools.cache
+def _lookup_sql(by_provider_id: bool, by_our_id: bool, lock: bool) -> str:
     Payment = get_payment_model()
     qn = connection.ops.quote_name
     # Column names are AbstractPayment's field names, in every concrete model.
-    matches: list[str] = []
-    params: list[Any] = []
-    if event.provider_payment_id:
-        matches.append(f"{qn('provider_payment_id')} = %s")
-        params.append(event.provider_payment_id)
-    if event.our_payment_id and _is_uuid(event.our_payment_id):
-        matches.append(f"{qn('id')} = %s")
-        params.append(
-            Payment._meta.pk.get_db_prep_value(uuid.UUID(event.our_payment_id), connection)
-        )
-    if not matches:
-        return None
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    sql = (
-        f"SELECT * FROM {qn(Payment._meta.db_table)} "
-        f"WHERE {qn('provider')} = %s AND ({' OR '.join(matches)}) LIMIT 1{lock}"
-    )
-    return next(iter(Payment.objects.raw(sql, [provider_alias, *params])), None)
+    matches = [f"{qn('provider_payment_id')} = %s"] if by_provider_id else []
+    matches += [f"{qn('id')} = %s"] if by_our_id else []
+    where = f"{qn('provider')} = %s AND ({' OR '.join(matches)})"
+    if lock:
+        return sql.select_sql(Payment, where, lock=True)
+    return f"SELECT {qn('id')} FROM {qn(Payment._meta.db_table)} WHERE {where} LIMIT 1"
+
+
+def lock_payment(pk: Any) -> AnyPayment:
+    """The payment with primary key ``pk``, locked until the transaction ends."""
+    return _lock(pk)
 
 
 def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: WebhookEvent) -> bool:
@@ -1019,8 +1057,9 @@ __all__ = [
     "confirm_payment",
     "create_payment",
     "find_stuck_payments",
-    "lock_payment_for_event",
+    "lock_payment",
     "payment_client_data",
+    "payment_lookup",
     "refund_payment",
     "sync_payment",
     "sync_stuck_payments",

@@ -4,8 +4,8 @@ One pipeline serves every provider::
 
     size cap -> provider verifies the signature over the raw body -> provider
     parses the event -> one transaction { claim the inbox row (unique provider
-    + event id) -> lock the payment -> apply through the services' state
-    machine -> mark the inbox row } -> 200
+    + event id) and lock the payment -> apply through the services' state
+    machine } -> 200
 
 The database, not a cache, makes a delivery count once. The inbox row is
 claimed with a single ``INSERT … ON CONFLICT … DO UPDATE … WHERE status IN
@@ -13,14 +13,17 @@ claimed with a single ``INSERT … ON CONFLICT … DO UPDATE … WHERE status IN
 inserts it; a delivery of an event that already failed takes it back for
 another attempt; a duplicate of a processed or ignored event gets no row back
 and stops there, after that one statement. Concurrent copies of one event wait
-on the unique index for the first to commit, then see it processed. Other
-databases use a savepoint and ``IntegrityError``, which costs one statement
-more.
+for the first to commit, then see it processed. Other databases use a
+savepoint and ``IntegrityError``, which costs one statement more.
 
-Statements per delivery (pinned by tests/webhooks/test_budget.py): a first
-delivery that changes a payment's status costs six data statements (inbox
-claim, payment lock, payment update, audit row, outbox row, inbox status); a
-duplicate costs one. The outbox row is delivered after commit by
+The row is written in its final state (processed, or ignored for an unmapped
+type) with the payment it is about, since the transaction either commits all
+of it or rolls it back. On PostgreSQL the claim's statement also finds and
+locks the payment (a ``SELECT … FOR UPDATE`` in its ``WITH`` clause), and the
+services write the payment, its audit row and its outbox row in one more
+(:mod:`django_paygate.sql`): a first delivery that changes a status costs two
+data statements there, five elsewhere; a duplicate costs one (pinned by
+tests/webhooks/test_budget.py). The outbox row is delivered after commit by
 :mod:`django_paygate.notifications`, outside this budget.
 
 A processing error rolls the whole transaction back; the event is then stored
@@ -37,24 +40,28 @@ Nothing here logs a request body, a signature or a secret.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models import Count, F, Field, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.datastructures import CaseInsensitiveMapping
 
-from django_paygate import services
+from django_paygate import services, sql
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import UnknownProvider, WebhookVerificationError
-from django_paygate.models import AbstractPayment, WebhookEvent
+from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent
 from django_paygate.states import PAID_STATUSES, REFUND_RESERVING_STATUSES, PaymentStatus
+
+if TYPE_CHECKING:
+    from django_paygate.models import Payment as AnyPayment
 
 logger = logging.getLogger("django_paygate.webhooks")
 
@@ -201,22 +208,20 @@ def process_event(
         return _reject(provider.alias, "The event id is missing or longer than 255 characters.")
     try:
         with transaction.atomic():
-            row_id = _claim(provider.alias, event, payload, headers, replay=replay)
-            if row_id is None:
+            claimed = _claim(provider.alias, event, payload, headers, replay=replay)
+            if claimed is None:
                 return WebhookResult(200, "Duplicate event.", outcome=DUPLICATE)
+            row_id, payment = claimed
             if not event.actionable:
-                _finish(row_id, Status.IGNORED, error="event type not handled")
                 return WebhookResult(200, "Event ignored.", row_id, IGNORED)
-            payment = services.lock_payment_for_event(provider.alias, event)
             if payment is None:
-                _finish(row_id, Status.IGNORED, error="no matching payment")
+                _ignore(row_id, "no matching payment")
                 return WebhookResult(200, "Event ignored.", row_id, IGNORED)
             early = _too_early(payment, event)
             if early:
                 raise EventTooEarly(early)
             row = WebhookEvent(pk=row_id, provider=provider.alias, event_id=event.event_id)
             services.apply_event(payment, event, webhook_event=row)
-            _finish(row_id, Status.PROCESSED, payment=payment)
             return WebhookResult(200, "Event processed.", row_id, PROCESSED)
     except EventTooEarly as exc:
         logger.info(
@@ -225,12 +230,12 @@ def process_event(
             event.event_id,
             exc,
         )
-        row_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
-        return WebhookResult(409, "Event arrived early; deliver it again later.", row_id, EARLY)
+        failed_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
+        return WebhookResult(409, "Event arrived early; deliver it again later.", failed_id, EARLY)
     except Exception as exc:
         logger.exception("Processing %s event %s failed.", provider.alias, event.event_id)
-        row_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
-        return WebhookResult(500, "Event processing failed.", row_id, FAILED)
+        failed_id = _record_failure(provider.alias, event, payload, headers, exc, replay=replay)
+        return WebhookResult(500, "Event processing failed.", failed_id, FAILED)
 
 
 def _too_early(payment: AbstractPayment, event: ProviderEvent) -> str:
@@ -412,37 +417,22 @@ def health(*, details: bool) -> tuple[dict[str, Any], bool]:
 
 
 def _values(
-    alias: str,
-    event: ProviderEvent,
-    payload: str,
-    headers: Mapping[str, str],
-    status: str,
-    error: str = "",
+    alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str]
 ) -> dict[str, Any]:
-    meta = WebhookEvent._meta
+    """The inbox row as it is written: in its final state, since a failure rolls it back."""
+    now = timezone.now()
     return {
         "provider": alias,
         "event_id": event.event_id,
         "type": _storable_text(event.type)[:128],
         "payload": payload,
-        "headers": meta.get_field("headers").get_db_prep_save(dict(headers), connection),
-        "status": status,
+        "headers": dict(headers),
+        "status": Status.PROCESSED if event.actionable else Status.IGNORED,
         "attempts": 1,
-        "error": error,
-        "received_at": meta.get_field("received_at").get_db_prep_save(timezone.now(), connection),
+        "error": "" if event.actionable else "event type not handled",
+        "received_at": now,
+        "processed_at": now,
     }
-
-
-def _upsert_sql(columns: list[str], update: str, where: str) -> str:
-    qn = connection.ops.quote_name
-    table = qn(WebhookEvent._meta.db_table)
-    cols = ", ".join(qn(c) for c in columns)
-    marks = ", ".join(["%s"] * len(columns))
-    return (
-        f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
-        f"ON CONFLICT ({qn('provider')}, {qn('event_id')}) DO UPDATE SET {update} "
-        f"{where} RETURNING {qn('id')}"
-    )
 
 
 def _native_upsert() -> bool:
@@ -451,45 +441,102 @@ def _native_upsert() -> bool:
 
 def _claim(
     alias: str, event: ProviderEvent, payload: str, headers: Mapping[str, str], *, replay: bool
-) -> int | None:
-    """The inbox row's id if this delivery must be processed, ``None`` for a duplicate."""
-    values = _values(alias, event, payload, headers, Status.RECEIVED)
-    retryable = [Status.RECEIVED.value, Status.FAILED.value]
-    if _native_upsert():
-        qn = connection.ops.quote_name
-        table = qn(WebhookEvent._meta.db_table)
-        status, attempts = qn("status"), qn("attempts")
-        where = "" if replay else f"WHERE {table}.{status} IN ('{retryable[0]}', '{retryable[1]}')"
-        sql = _upsert_sql(
-            list(values),
-            f"{attempts} = {table}.{attempts} + 1, {status} = '{Status.RECEIVED.value}'",
-            where,
-        )
+) -> tuple[int, AnyPayment | None] | None:
+    """Claim the inbox row: its id and the payment, locked; ``None`` for a duplicate.
+
+    The row is written in its final state (processed, or ignored for a type
+    the provider does not map), since a failure rolls it back, and with the
+    payment it is about. On PostgreSQL one statement finds and locks the
+    payment and claims the row; elsewhere the lock is a second statement.
+    """
+    values = _values(alias, event, payload, headers)
+    if not _native_upsert():
+        return _claim_with_savepoint(alias, event, values, replay=replay)
+    params = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(_inbox_fields(tuple(values)), values.values(), strict=True)
+    ]
+    together = connection.vendor == "postgresql"
+    lookup = services.payment_lookup(alias, event, lock=together) if event.actionable else None
+    if lookup is None:
+        statement = _claim_sql(tuple(values), replay, payment=None)
+    elif together:
+        claim = _claim_sql(tuple(values), replay, payment="(SELECT id FROM p)")
+        statement = f"WITH p AS ({lookup[0]}), c AS ({claim}) SELECT c.id, p.* FROM c "
+        statement += "LEFT JOIN p ON true"
+        params = [*lookup[1], *params]
+    else:
+        statement = _claim_sql(tuple(values), replay, payment=f"({lookup[0]})")
+        params = [*params, *lookup[1]]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if row[1] is None:
+        return int(row[0]), None
+    if together:
+        return int(row[0]), sql.from_row(get_payment_model(), row[1:])
+    return int(row[0]), services.lock_payment(row[1])
+
+
+@functools.cache
+def _inbox_fields(columns: tuple[str, ...]) -> list[Field[Any, Any]]:
+    return [cast("Field[Any, Any]", WebhookEvent._meta.get_field(c)) for c in columns]
+
+
+@functools.cache
+def _claim_sql(columns: tuple[str, ...], replay: bool, *, payment: str | None) -> str:
+    """``INSERT … ON CONFLICT … DO UPDATE … RETURNING id, payment_id`` for the inbox.
+
+    ``payment`` is the SQL of the payment's id (a subquery), or ``None``.
+    """
+    qn = connection.ops.quote_name
+    table = qn(WebhookEvent._meta.db_table)
+    retake = ", ".join(
+        f"{qn(c)} = EXCLUDED.{qn(c)}" for c in ("status", "error", "processed_at", "payment_id")
+    )
+    retryable = f"{table}.{qn('status')} IN ('{Status.RECEIVED.value}', '{Status.FAILED.value}')"
+    marks = ", ".join(["%s"] * len(columns))
+    return (
+        f"INSERT INTO {table} ({', '.join(map(qn, columns))}, {qn('payment_id')}) "
+        f"VALUES ({marks}, {payment or 'NULL'}) "
+        f"ON CONFLICT ({qn('provider')}, {qn('event_id')}) DO UPDATE SET "
+        f"{qn('attempts')} = {table}.{qn('attempts')} + 1, {retake}"
+        f"{'' if replay else f' WHERE {retryable}'} RETURNING {qn('id')}, {qn('payment_id')}"
+    )
+
+
+def _claim_with_savepoint(
+    alias: str, event: ProviderEvent, values: dict[str, Any], *, replay: bool
+) -> tuple[int, AnyPayment | None] | None:
+    """:func:`_claim` for databases without ``INSERT … ON CONFLICT … RETURNING``."""
+    payment: AnyPayment | None = None
+    lookup = services.payment_lookup(alias, event) if event.actionable else None
+    if lookup:
         with connection.cursor() as cursor:
-            cursor.execute(sql, list(values.values()))
-            row = cursor.fetchone()
-        return int(row[0]) if row else None
+            cursor.execute(*lookup)
+            found = cursor.fetchone()
+        payment = services.lock_payment(found[0]) if found else None
+    fields = {**values, "payment": payment}
     try:
         with transaction.atomic():
-            return WebhookEvent.objects.create(
-                **{**values, "headers": dict(headers), "received_at": timezone.now()}
-            ).pk
+            return WebhookEvent.objects.create(**fields).pk, payment
     except IntegrityError:
         existing = WebhookEvent.objects.select_for_update().get(
             provider=alias, event_id=event.event_id
         )
-        if not replay and existing.status not in retryable:
+        if not replay and existing.status not in (Status.RECEIVED, Status.FAILED):
             return None
         existing.attempts += 1
-        existing.status = Status.RECEIVED
-        existing.save(update_fields=["attempts", "status"])
-        return existing.pk
+        for name in ("status", "error", "processed_at", "payment"):
+            setattr(existing, name, fields[name])
+        existing.save(update_fields=["attempts", "status", "error", "processed_at", "payment"])
+        return existing.pk, payment
 
 
-def _finish(row_id: int, status: str, *, payment: Any = None, error: str = "") -> None:
-    WebhookEvent.objects.filter(pk=row_id).update(
-        status=status, payment=payment, error=error, processed_at=timezone.now()
-    )
+def _ignore(row_id: int, reason: str) -> None:
+    WebhookEvent.objects.filter(pk=row_id).update(status=Status.IGNORED, error=reason)
 
 
 def _record_failure(

@@ -216,6 +216,28 @@ def test_a_worker_backend_defers_delivery_to_the_drain(
     assert signal_spy.count("payment_succeeded") == 1
 
 
+def test_no_task_backend_leaves_every_row_to_the_drain(
+    dummy: DummyProvider,
+    outbox: list[Any],
+    settings: Any,
+    signal_spy: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """``TASK_BACKEND = None``: no task, no commit hook; the drain command is the worker."""
+    set_paygate(settings, TASK_BACKEND=None)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.confirm_payment(_payment(), payment_method=CARD_SUCCEEDS)
+
+    assert callbacks == []
+    assert outbox == []
+    assert Notification.objects.get().status == "pending"
+    call_command("paygate_send_notifications", stdout=_Sink())
+    assert len(outbox) == 1
+    assert signal_spy.count("payment_succeeded") == 1
+    assert Notification.objects.get().status == "sent"
+
+
 def test_enqueue_failure_leaves_the_row_for_the_drain(
     dummy: DummyProvider, outbox: list[Any], settings: Any, caplog: Any
 ) -> None:

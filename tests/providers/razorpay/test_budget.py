@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_paygate import webhooks
 from tests.conftest import count_data_statements
+from tests.webhooks.test_budget import FIRST_DELIVERY
 
 from .conftest import event_body, payment_entity, signed_headers
 
@@ -38,7 +39,7 @@ def test_first_and_duplicate_delivery_statements(
     with django_capture_on_commit_callbacks(execute=False):
         result, captured = deliver(body, "evt_budget")
     assert result.status_code == 200
-    assert count_data_statements(captured) == 6
+    assert count_data_statements(captured) == FIRST_DELIVERY
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result, captured = deliver(body, "evt_budget")
     assert result.message == "Duplicate event."
