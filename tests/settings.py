@@ -3,6 +3,8 @@
 Environment:
 - ``PAYGATE_TEST_DB=postgres`` runs on PostgreSQL (``PAYGATE_TEST_PG_*`` for the
   connection; defaults: 127.0.0.1:5432, user postgres, database test); default SQLite.
+- ``PAYGATE_TEST_PG_PREPARED=1`` uses psycopg's server-side binding and prepared
+  statements on PostgreSQL (Django's default is client-side binding).
 - ``PAYGATE_TEST_SWAPPED=1`` swaps the payment model for ``testapp.ShopPayment``
   (a subclass of AbstractPayment with an FK to ``testapp.Order``).
 """
@@ -66,6 +68,11 @@ if os.environ.get("PAYGATE_TEST_DB") == "postgres":
             "USER": os.environ.get("PAYGATE_TEST_PG_USER", "postgres"),
             "NAME": os.environ.get("PAYGATE_TEST_PG_NAME", "test"),
             "TEST": {"NAME": os.environ.get("PAYGATE_TEST_PG_TEST_NAME", "test_paygate")},
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if os.environ.get("PAYGATE_TEST_PG_PREPARED") == "1"
+                else {}
+            ),
         }
     }
 else:
