@@ -10,13 +10,16 @@ Rows are written by :mod:`django_paygate.services` and
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 import swapper
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import F, Q
+from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
 from django_paygate.states import CaptureMethod, DisputeStatus, PaymentStatus, RefundStatus
@@ -387,10 +390,19 @@ class Notification(models.Model):
         return f"{self.kind} ({self.status})"
 
 
+@functools.cache
 def get_payment_model() -> type[Payment]:
     """The payment model in use (``PAYGATE_PAYMENT_MODEL``, else ``paygate.Payment``).
 
     Typed as :class:`Payment` for type checkers; a swapped model is any
     concrete subclass of :class:`AbstractPayment`, with the same fields.
+    Looked up once: changing ``PAYGATE_PAYMENT_MODEL`` (``override_settings``)
+    forgets it.
     """
     return cast("type[Payment]", swapper.load_model("paygate", "Payment"))
+
+
+@receiver(setting_changed)
+def _forget_payment_model(*, setting: str, **kwargs: Any) -> None:
+    if setting == "PAYGATE_PAYMENT_MODEL":
+        get_payment_model.cache_clear()
