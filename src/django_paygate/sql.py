@@ -11,6 +11,9 @@ as :meth:`Model.save` would prepare them.
 a data-modifying ``WITH`` clause) and one after another elsewhere. The writes
 of one call share a snapshot there, so none may depend on another's row.
 
+:func:`select_sql` and :func:`from_row` read a row back (the payment, locked)
+with the converters the ORM would apply, into the same instance it would build.
+
 These writes call no ``save()`` and send no ``pre_save``/``post_save``: the
 library's own signals (:mod:`django_paygate.signals`) are the contract.
 """

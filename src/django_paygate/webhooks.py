@@ -452,32 +452,50 @@ def _claim(
     values = _values(alias, event, payload, headers)
     if not _native_upsert():
         return _claim_with_savepoint(alias, event, values, replay=replay)
-    params = [
-        field.get_db_prep_save(value, connection)
-        for field, value in zip(_inbox_fields(tuple(values)), values.values(), strict=True)
-    ]
-    together = connection.vendor == "postgresql"
-    lookup = services.payment_lookup(alias, event, lock=together) if event.actionable else None
-    if lookup is None:
-        statement = _claim_sql(tuple(values), replay, payment=None)
-    elif together:
-        claim = _claim_sql(tuple(values), replay, payment="(SELECT id FROM p)")
-        statement = f"WITH p AS ({lookup[0]}), c AS ({claim}) SELECT c.id, p.* FROM c "
-        statement += "LEFT JOIN p ON true"
-        params = [*lookup[1], *params]
-    else:
-        statement = _claim_sql(tuple(values), replay, payment=f"({lookup[0]})")
-        params = [*params, *lookup[1]]
+    locking = connection.vendor == "postgresql"
+    lookup = services.payment_lookup(alias, event, lock=locking) if event.actionable else None
+    statement, params = _claim_statement(values, lookup, replay=replay, locking=locking)
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
-        return None
-    if row[1] is None:
-        return int(row[0]), None
-    if together:
-        return int(row[0]), sql.from_row(get_payment_model(), row[1:])
-    return int(row[0]), services.lock_payment(row[1])
+        return None  # a duplicate of a processed or ignored event
+    row_id, payment_id = int(row[0]), row[1]
+    if payment_id is None:
+        return row_id, None
+    if locking:
+        return row_id, sql.from_row(get_payment_model(), row[1:])
+    return row_id, services.lock_payment(payment_id)
+
+
+def _claim_statement(
+    values: dict[str, Any],
+    lookup: tuple[str, list[Any]] | None,
+    *,
+    replay: bool,
+    locking: bool,
+) -> tuple[str, list[Any]]:
+    """The claim's SQL and parameters.
+
+    It returns the row's id and the payment's id; with ``locking``, the
+    payment is found and locked first (``WITH p``) and its whole row is
+    returned after the inbox row's id.
+    """
+    columns = tuple(values)
+    params = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(_inbox_fields(columns), values.values(), strict=True)
+    ]
+    if lookup is None:
+        return _claim_sql(columns, replay, payment=None), params
+    lookup_sql, lookup_params = lookup
+    if not locking:
+        return _claim_sql(columns, replay, payment=f"({lookup_sql})"), [*params, *lookup_params]
+    claim = _claim_sql(columns, replay, payment="(SELECT id FROM p)")
+    statement = (
+        f"WITH p AS ({lookup_sql}), c AS ({claim}) SELECT c.id, p.* FROM c LEFT JOIN p ON true"
+    )
+    return statement, [*lookup_params, *params]
 
 
 @functools.cache
