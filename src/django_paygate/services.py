@@ -129,7 +129,7 @@ def _write(*writes: sql.Write) -> None:
             deliver_after_commit(pk)
 
 
-def _save(payment: AnyPayment, *fields: str) -> sql.Write:
+def _payment_update(payment: AnyPayment, *fields: str) -> sql.Write:
     """The update of a locked ``payment``'s ``fields`` (and ``updated_at``)."""
     return sql.update(payment, [*fields, "updated_at"])
 
@@ -204,7 +204,7 @@ def _change(
         payment.failure_code = payment.failure_message = ""
         changed |= {"failure_code", "failure_message"}
     writes = [
-        _save(payment, *changed),
+        _payment_update(payment, *changed),
         _audit(
             payment,
             source,
@@ -245,7 +245,7 @@ def _flag_for_review(
         f"{payment.review_reason}\n{reason}" if payment.review_reason else reason
     )[-2000:]
     writes = [
-        _save(payment, "needs_review", "review_reason", *fields),
+        _payment_update(payment, "needs_review", "review_reason", *fields),
         _audit(payment, source, note=f"needs review: {reason}", webhook_event=webhook_event),
     ]
     if first:
@@ -311,7 +311,7 @@ def _apply_payment(
 
     if not moves:
         if fields:
-            _write(_save(payment, *fields))
+            _write(_payment_update(payment, *fields))
         return bool(fields)
     assert status is not None
     moved = payment.amount_captured if status == P.SUCCEEDED else None
