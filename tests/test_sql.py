@@ -94,3 +94,9 @@ def test_fetch_for_update_of_a_missing_row_raises_does_not_exist() -> None:
     Payment = get_payment_model()
     with pytest.raises(Payment.DoesNotExist):
         sql.fetch_for_update(Payment, uuid.uuid4())
+
+
+def test_an_update_names_columns_only() -> None:
+    payment = PaymentFactory()
+    with pytest.raises(TypeError, match="not a column"):
+        sql.update(payment, ["refunds"])

@@ -54,12 +54,10 @@ def insert(model: type[Model], /, **values: Any) -> Write:
 def update(instance: Model, fields: Iterable[str]) -> Write:
     """``UPDATE`` the named fields of ``instance``'s row (``auto_now`` ones get the time)."""
     model = type(instance)
-    meta = model._meta
     chosen = tuple(sorted(set(fields)))
     params = [
         f.get_db_prep_save(f.pre_save(instance, False), connection)
-        for f in (meta.get_field(name) for name in chosen)
-        if isinstance(f, Field)
+        for f in (_concrete_field(model, name) for name in chosen)
     ]
     params.append(_pk_field(model).get_db_prep_value(instance.pk, connection))
     return Write(model, _update_sql(model, chosen), tuple(params), instance.pk, is_update=True)
@@ -163,6 +161,13 @@ def _column(field: Field[Any, Any]) -> str:
     return field.column
 
 
+def _concrete_field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.concrete:
+        raise TypeError(f"{model.__name__}.{name} is not a column.")
+    return field
+
+
 def _returning(model: type[Model]) -> str:
     return f" RETURNING {_qn(_column(_pk_field(model)))}"
 
@@ -188,7 +193,7 @@ def _insert_sql(model: type[Model]) -> str:
 @cache
 def _update_sql(model: type[Model], field_names: tuple[str, ...]) -> str:
     meta = model._meta
-    columns = [_column(f) for f in map(meta.get_field, field_names) if isinstance(f, Field)]
+    columns = [_column(_concrete_field(model, name)) for name in field_names]
     assignments = ", ".join(f"{_qn(column)} = %s" for column in columns)
     return (
         f"UPDATE {_qn(meta.db_table)} SET {assignments} WHERE {_qn(_column(_pk_field(model)))} = %s"
