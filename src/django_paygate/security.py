@@ -306,13 +306,13 @@ def _window(rate: Rate, at: float) -> tuple[int, int]:
     return index, retry_after
 
 
-def _hit(cache: BaseCache, key: str, period: int) -> int:
-    """Count one event under ``key``; the count after it."""
-    cache.add(key, 0, timeout=period + 1)
+def _hit(cache: BaseCache, key: str, rate: Rate) -> int:
+    """Count one event under ``key`` in ``rate``'s window; the count after it."""
+    cache.add(key, 0, timeout=rate.period + 1)
     try:
         return int(cache.incr(key))
     except ValueError:  # evicted or expired between add and incr
-        cache.set(key, 1, timeout=period + 1)
+        cache.set(key, 1, timeout=rate.period + 1)
         return 1
 
 
@@ -323,11 +323,7 @@ def check_rate_limit(request: HttpRequest, endpoint: str) -> int | None:
     tightest exceeded window ends (the ``Retry-After`` value). Every scope
     is counted, allowed or not, so hammering a limited endpoint keeps it limited.
     """
-
-    def hit(cache: BaseCache, key: str, rate: Rate) -> int:
-        return _hit(cache, key, rate.period)
-
-    return _retry_after(request, endpoint, "rl", endpoint, hit)
+    return _retry_after(request, endpoint, "rl", endpoint, _hit)
 
 
 def check_decline_velocity(request: HttpRequest) -> int | None:
@@ -371,18 +367,7 @@ def _retry_after(
 
 def record_decline(request: HttpRequest) -> None:
     """Count one declined payment attempt for this request's user and IP."""
-    rates = rates_for("declines")
-    at = now()
-    try:
-        cache = _cache()
-        for scope, ident in identities(request).items():
-            rate = rates.get(scope)
-            if rate is None:
-                continue
-            index, _wait = _window(rate, at)
-            _hit(cache, _key("declines", "confirm", scope, ident, index), rate.period)
-    except Exception:
-        logger.warning("Decline not counted: the cache failed.", exc_info=True)
+    _retry_after(request, "declines", "declines", "confirm", _hit)
 
 
 __all__ = [

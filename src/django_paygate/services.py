@@ -111,8 +111,8 @@ MAX_METADATA_KEYS = 50
 # ---------------------------------------------------------------------------
 
 
-def _lock(pk: Any) -> AnyPayment:
-    """The payment row, locked until the end of the current transaction."""
+def lock_payment(pk: Any) -> AnyPayment:
+    """The payment with primary key ``pk``, locked until the transaction ends."""
     return sql.fetch_for_update(get_payment_model(), pk)
 
 
@@ -176,17 +176,20 @@ def _change(
     refund: Refund | None = None,
     user: UserLike = None,
     notify: bool = True,
+    also: tuple[sql.Write, ...] = (),
 ) -> None:
     """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
 
     Raises :class:`InvalidTransition` when the table does not allow it.
-    Writes the payment, its audit row and the outbox row it owes in one round
-    trip, then sends ``payment_status_changed`` inside the transaction.
+    Writes the payment, its audit row, the outbox row it owes and ``also``
+    in one round trip, then sends ``payment_status_changed`` inside the
+    transaction.
     """
     old = PaymentStatus(payment.status)
     if to_status != old and not can_transition(old, to_status):
         raise InvalidTransition(f"A {old} payment cannot become {to_status}.")
     if to_status == old and not can_transition(old, to_status) and not fields:
+        _write(*also)
         return
     now = timezone.now()
     payment.status = to_status.value
@@ -218,7 +221,7 @@ def _change(
     ]
     if to_status != old and notify and to_status in _NOTIFY_ON:
         writes.append(_notification(_NOTIFY_ON[to_status], payment))
-    _write(*writes)
+    _write(*writes, *also)
     if to_status != old:
         payment_status_changed.send(
             sender=type(payment),
@@ -418,8 +421,8 @@ def _apply_refund(
             webhook_event=webhook_event,
             refund=refund,
             note="refund succeeded",
+            also=(_notification(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund),),
         )
-        _owe(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund)
     elif old == RefundStatus.SUCCEEDED:
         # Stripe: a refund may fail after it succeeded. Money came back to us;
         # the payment never moves backwards by itself: a person looks at it.
@@ -655,7 +658,7 @@ def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
         _fail(payment, exc)
         raise
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         _apply_payment(locked, result, source=Source.API)
     locked.client_data = dict(result.client_data)
     return locked
@@ -663,13 +666,13 @@ def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
 
 def _review(payment: AnyPayment, reason: str) -> None:
     with transaction.atomic():
-        _flag_for_review(_lock(payment.pk), reason, source=Source.API)
+        _flag_for_review(lock_payment(payment.pk), reason, source=Source.API)
 
 
 def _fail(payment: AnyPayment, exc: PaygateError) -> None:
     code = getattr(exc, "decline_code", "") or exc.code
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if can_transition(locked.status, P.FAILED):
             locked.failure_code = code
             locked.failure_message = str(exc)[:1000]
@@ -724,7 +727,7 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         _review(payment, str(exc))
         raise
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         declined_again = locked.status == P.FAILED and result.status == P.FAILED
         _apply_payment(locked, result, source=Source.API)
         if declined_again:
@@ -743,7 +746,7 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
 def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyPayment:
     """Capture an ``authorized`` payment, fully or ``amount`` of it."""
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if locked.status != P.AUTHORIZED:
             raise InvalidTransition(
                 f"Only an authorized payment can be captured, not a {locked.status} one."
@@ -760,7 +763,7 @@ def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyP
         _review(locked, str(exc))
         raise
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if result.status == P.SUCCEEDED and result.amount_captured is None:
             from dataclasses import replace
 
@@ -772,7 +775,7 @@ def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyP
 def cancel_payment(payment: AbstractPayment) -> AnyPayment:
     """Cancel a payment that has not been captured (releases an authorization)."""
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if not can_transition(locked.status, P.CANCELED):
             raise InvalidTransition(f"A {locked.status} payment cannot be canceled.")
     backend = get_provider(locked.provider)
@@ -781,7 +784,7 @@ def cancel_payment(payment: AbstractPayment) -> AnyPayment:
     else:
         result = None  # never reached the provider: nothing to cancel there
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if result is not None:
             _apply_payment(locked, result, source=Source.API)
         elif can_transition(locked.status, P.CANCELED):
@@ -805,7 +808,7 @@ def refund_payment(
     ``sync_payment`` settles it with the same idempotency key).
     """
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         if locked.status not in {P.SUCCEEDED, P.PARTIALLY_REFUNDED}:
             raise InvalidTransition(f"A {locked.status} payment cannot be refunded.")
         left = locked.amount_captured - _refund_reserved(locked)
@@ -856,7 +859,7 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
         raise
     except ProviderError as exc:
         with transaction.atomic():
-            locked = _lock(payment.pk)
+            locked = lock_payment(payment.pk)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
             if refund.status == RefundStatus.PENDING.value:
                 from django_paygate.providers.base import ProviderRefund
@@ -871,7 +874,7 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
                 _apply_refund(locked, failed, source=source, refund=refund)
         raise
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         refund = Refund.objects.select_for_update().get(pk=refund.pk)
         _apply_refund(locked, result, source=source, refund=refund)
     refund.refresh_from_db()
@@ -896,7 +899,7 @@ def sync_payment(payment: AbstractPayment) -> AnyPayment:
     else:
         result = backend.fetch_payment(payment)
     with transaction.atomic():
-        locked = _lock(payment.pk)
+        locked = lock_payment(payment.pk)
         _apply_payment(locked, result, source=Source.SYNC)
         for provider_refund in result.refunds:
             _apply_refund(locked, provider_refund, source=Source.SYNC)
@@ -1013,11 +1016,6 @@ def _lookup_sql(by_provider_id: bool, by_our_id: bool, lock: bool) -> str:
     if lock:
         return sql.select_sql(Payment, where, lock=True)
     return f"SELECT {qn('id')} FROM {qn(Payment._meta.db_table)} WHERE {where} LIMIT 1"
-
-
-def lock_payment(pk: Any) -> AnyPayment:
-    """The payment with primary key ``pk``, locked until the transaction ends."""
-    return _lock(pk)
 
 
 def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: WebhookEvent) -> bool:

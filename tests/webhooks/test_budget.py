@@ -134,7 +134,7 @@ class TestWebhookBudget:
         with django_capture_on_commit_callbacks(execute=False):
             result, captured = _run(lambda: _deliver(dummy, delivery))
         assert result.outcome == webhooks.PROCESSED
-        assert count_data_statements(captured) == pinned(postgresql=7, other=9), _explain(captured)
+        assert count_data_statements(captured) == pinned(postgresql=6, other=9), _explain(captured)
 
 
 @pytest.mark.django_db(transaction=True)
