@@ -35,6 +35,36 @@ def test_insert_of_a_model_with_a_uuid_key_returns_that_key() -> None:
     assert Refund.objects.get(pk=key).amount == 100
 
 
+def _columns(row: object, *skip: str) -> dict[str, object]:
+    meta = type(row)._meta  # type: ignore[attr-defined]
+    return {f.attname: getattr(row, f.attname) for f in meta.concrete_fields if f.name not in skip}
+
+
+def test_insert_writes_the_row_that_create_writes() -> None:
+    payment = PaymentFactory()
+    values = {"payment": payment, "source": "webhook", "from_status": "pending", "amount": 7}
+    [pk] = sql.execute(sql.insert(PaymentEvent, **values, to_status="succeeded", note="n"))
+    made = PaymentEvent.objects.create(**values, to_status="succeeded", note="n")
+    written = PaymentEvent.objects.get(pk=pk)
+    assert _columns(written, "id", "created_at") == _columns(made, "id", "created_at")
+    assert written.created_at is not None
+
+
+def test_insert_takes_a_related_row_or_its_key_and_none_as_null() -> None:
+    payment = PaymentFactory()
+    by_row, by_key = sql.execute(
+        sql.insert(Notification, kind="payment_failed", payment=payment, refund=None),
+        sql.insert(Notification, kind="payment_failed", payment_id=payment.pk),
+    )
+    rows = Notification.objects.filter(pk__in=[by_row, by_key])
+    assert [(n.payment_id, n.refund_id) for n in rows] == [(payment.pk, None)] * 2
+
+
+def test_insert_refuses_a_name_that_is_not_a_field() -> None:
+    with pytest.raises(TypeError, match="no field named colour"):
+        sql.insert(Notification, kind="payment_failed", colour="red")
+
+
 def test_update_writes_only_the_named_fields_and_refreshes_auto_now() -> None:
     payment = PaymentFactory(description="before")
     stamp = payment.updated_at

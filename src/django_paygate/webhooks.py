@@ -176,11 +176,11 @@ def _unstorable(value: Any, where: str = "event") -> str:
         except UnicodeEncodeError:
             return f"{where} is not valid Unicode."
         return ""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            if f.name in {"client_data", "next_action"}:
-                continue
-            problem = _unstorable(getattr(value, f.name), f"{where}.{f.name}")
+    kind: type = type(value)
+    checked = _stored_fields(kind)
+    if checked is not None:
+        for name in checked:
+            problem = _unstorable(getattr(value, name), f"{where}.{name}")
             if problem:
                 return problem
         return ""
@@ -193,6 +193,19 @@ def _unstorable(value: Any, where: str = "event") -> str:
     if isinstance(value, (list, tuple)):
         return next((p for p in (_unstorable(v, where) for v in value) if p), "")
     return ""
+
+
+@functools.cache
+def _stored_fields(cls: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass that are stored, or ``None`` for any other type.
+
+    ``client_data`` and ``next_action`` are for the browser, never stored.
+    """
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(
+        f.name for f in dataclasses.fields(cls) if f.name not in {"client_data", "next_action"}
+    )
 
 
 def process_event(
@@ -482,8 +495,9 @@ def _claim_statement(
     returned after the inbox row's id.
     """
     columns = tuple(values)
+    db = sql.database()
     params = [
-        field.get_db_prep_save(value, connection)
+        field.get_db_prep_save(value, db)
         for field, value in zip(_inbox_fields(columns), values.values(), strict=True)
     ]
     if lookup is None:

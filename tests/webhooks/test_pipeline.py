@@ -235,6 +235,20 @@ def test_unstorable_event_id_is_rejected(dummy, bad_id):
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.parametrize("bad", ["code\x00", "code\ud800"])
+def test_unstorable_text_deep_in_the_event_is_rejected(dummy, bad):
+    payment = PaymentFactory(status="pending")
+    data = {
+        "payment": {"id": payment.provider_payment_id, "status": "failed", "failure_code": bad},
+        "payment_id": str(payment.pk),
+    }
+    body, headers = dummy.build_event("payment.failed", data, event_id=new_id())
+    result = webhooks.receive_webhook("dummy", body, headers)
+    assert result.status_code == 400
+    assert not WebhookEvent.objects.exists()
+    assert _reload(payment).status == "pending"
+
+
 @pytest.mark.parametrize("bad_id", ["", "x" * 256])
 def test_event_id_must_fit_the_inbox(dummy, bad_id):
     event = ProviderEvent(event_id=bad_id, type="payment.succeeded")
