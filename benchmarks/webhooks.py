@@ -16,7 +16,11 @@ from a pool of threads using ``http.client``, one connection per request):
     task backend delivers the outbox (post-commit signal, email) inside the
     request;
 (c') the same with the outbox left to its worker (``PAYGATE["TASK_BACKEND"] =
-    None``: nothing is enqueued, ``paygate_send_notifications --loop`` delivers).
+    None``: nothing is enqueued, ``paygate_send_notifications --loop`` delivers);
+(d) that worker: ``paygate_send_notifications`` in this process delivers what (c')
+    left in the outbox (signal and email of each row), in notifications/s. (c')
+    only defers this work: a site must do (c') and (d), so the script also prints
+    the rate of both run one after the other on the same CPUs.
 
 ``--prepared`` runs every scenario with psycopg's server-side binding and
 prepared statements (``OPTIONS: {"server_side_binding": True,
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import itertools
 import json
 import os
@@ -54,6 +59,7 @@ VERIFY_PATH = "/bench/verify/"
 FLOOR_PATH = "/bench/floor/"
 PAYGATE_PATH = "/api/payments/webhooks/dummy/"
 CPRIME = "(c')"
+DRAIN = "(d) the outbox worker drains what (c') left (1 process)"
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +435,13 @@ def main() -> None:
             )
             print(f"{label:55} {elapsed:8.2f} {rate:9.0f}  {answers}")
 
-        from django_paygate.models import get_payment_model
+        from django_paygate.models import Notification, get_payment_model
+
+        owed = Notification.objects.filter(status=Notification.Status.PENDING).count()
+        start = time.perf_counter()
+        call_command("paygate_send_notifications", stdout=io.StringIO())
+        drain = owed / (time.perf_counter() - start)
+        print(f"{DRAIN:55} {owed / drain:8.2f} {drain:9.0f}  {owed} notifications")
 
         done = (
             get_payment_model()
@@ -441,6 +453,11 @@ def main() -> None:
         print(f"ratio (b)/(a) = {floor / rates['(a)']:.2f}   (the cost of durability)")
         print(f"ratio (c)/(b) = {rates['(c)'] / floor:.2f}   (DESIGN target: >= 0.80)")
         print(f"ratio (c')/(b) = {rates[CPRIME] / floor:.2f}")
+        both = 1 / (1 / rates[CPRIME] + 1 / drain)
+        print(
+            f"(c') and (d) on the same CPUs, one after the other: {both:.0f} events/s, "
+            f"ratio {both / floor:.2f}"
+        )
         print(
             f"\nSQL data statements: first delivery {statements['first']} "
             f"(+{statements['outbox']} for the outbox delivery after commit), "

@@ -36,17 +36,21 @@ a crash.
 
 from __future__ import annotations
 
+import functools
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, ForeignKey, Model, QuerySet
 from django.utils import timezone
 
+from django_paygate import sql
 from django_paygate.conf import paygate_settings
-from django_paygate.models import Notification, get_payment_model
+from django_paygate.models import Dispute, Notification, Refund, get_payment_model
 from django_paygate.signals import POST_COMMIT_SIGNALS
 
 logger = logging.getLogger("django_paygate")
@@ -81,25 +85,13 @@ def enqueue(notification_ids: list[int]) -> None:
         )
 
 
-def _due() -> Q:
-    """Rows a worker may claim now: pending and past their backoff, or a lapsed lease."""
-    now = timezone.now()
-    pending = Q(status=Status.PENDING) & (
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    )
-    lapsed = Q(status=Status.SENDING, next_attempt_at__lte=now)
-    return pending | lapsed
-
-
 def claim(notification_id: int) -> bool:
     """Take ``notification_id`` for this worker; ``False`` if another has it or it is done."""
-    return bool(
-        Notification.objects.filter(_due(), pk=notification_id).update(
-            status=Status.SENDING,
-            attempts=F("attempts") + 1,
-            next_attempt_at=timezone.now() + CLAIM_LEASE,
-        )
-    )
+    now = timezone.now()
+    params = [Status.SENDING, _when(now + CLAIM_LEASE), notification_id, *_due_params(now)]
+    with sql.database().cursor() as cursor:
+        cursor.execute(_statements().claim, params)
+        return cursor.rowcount == 1
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:
@@ -121,11 +113,14 @@ def deliver(notification_ids: list[int]) -> dict[str, int]:
 
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
     """Ids of the rows due now, oldest first, optionally only those above ``after``."""
-    rows = Notification.objects.filter(_due())
-    if after is not None:
-        rows = rows.filter(pk__gt=after)
-    ids = rows.order_by("id").values_list("id", flat=True)
-    return list(ids[:limit] if limit else ids)
+    statement = _statements().due_ids
+    params = [*_due_params(timezone.now()), -1 if after is None else after]
+    if limit:
+        statement += " LIMIT %s"
+        params.append(limit)
+    with sql.database().cursor() as cursor:
+        cursor.execute(statement, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def requeue(*, waiting: bool = True, failed: bool = False) -> int:
@@ -159,9 +154,7 @@ def _deliver_claimed(pk: int) -> bool:
     notification: Notification | None = None
     try:
         # Read after the claim: ``attempts`` is this claim's number while the lease holds.
-        notification = Notification.objects.select_related(
-            "payment", "payment__user", "refund", "dispute"
-        ).get(pk=pk)
+        notification = _load(pk)
         if not notification.signal_sent:
             _send_signal(notification)
         from django_paygate.emails import send_notification_email
@@ -170,14 +163,36 @@ def _deliver_claimed(pk: int) -> bool:
     except Exception as exc:
         _retry_later(pk, notification, exc)
         return False
-    _mine(pk, notification.attempts).update(
-        status=Status.SENT,
-        signal_sent=True,
-        sent_at=timezone.now(),
-        next_attempt_at=None,
-        last_error="",
-    )
+    with sql.database().cursor() as cursor:
+        cursor.execute(
+            _statements().sent,
+            [Status.SENT, True, _when(timezone.now()), pk, Status.SENDING, notification.attempts],
+        )
     return True
+
+
+def _load(pk: int) -> Notification:
+    """A claimed row with its payment (and the payment's user), refund and dispute."""
+    statements = _statements()
+    with sql.database().cursor() as cursor:
+        cursor.execute(statements.load, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Notification.DoesNotExist(f"No notification {pk}.")
+    parts: list[Sequence[Any]] = []
+    for model in statements.loaded:
+        parts.append(row[: sql.width(model)])
+        row = row[sql.width(model) :]
+    own, payment_row, refund_row, dispute_row, user_row = parts
+    notification = sql.from_row(Notification, own)
+    notification.payment = payment = sql.from_row(get_payment_model(), payment_row)
+    if notification.refund_id is not None:
+        notification.refund = sql.from_row(Refund, refund_row)
+    if notification.dispute_id is not None:
+        notification.dispute = sql.from_row(Dispute, dispute_row)
+    if payment.user_id is not None:
+        payment.user = sql.from_row(statements.loaded[-1], user_row)  # type: ignore[assignment]
+    return notification
 
 
 def _mine(pk: int, attempt: int | None) -> QuerySet[Notification]:
@@ -205,7 +220,8 @@ def _send_signal(notification: Notification) -> None:
                 exc_info=result,
             )
     # Recorded at once: a signal is never sent twice, even if the email is retried.
-    Notification.objects.filter(pk=notification.pk).update(signal_sent=True)
+    with sql.database().cursor() as cursor:
+        cursor.execute(_statements().signal_sent, [True, notification.pk])
     notification.signal_sent = True
 
 
@@ -235,3 +251,82 @@ def _retry_later(pk: int, notification: Notification | None, exc: Exception) -> 
         next_attempt_at=None if give_up else timezone.now() + retry_delay(attempt or 1),
         last_error=f"{type(exc).__name__}: {exc}"[:2000],
     )
+
+
+# ---------------------------------------------------------------------------
+# The delivery's statements, built once (the ORM would compile them for every row)
+# ---------------------------------------------------------------------------
+
+
+def _when(value: datetime) -> Any:
+    return sql.prep(Notification, "next_attempt_at", value)
+
+
+def _due_params(now: datetime) -> list[Any]:
+    """The parameters of the "due now" condition of :func:`_statements`."""
+    return [Status.PENDING, _when(now), Status.SENDING, _when(now)]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    claim: str
+    due_ids: str
+    load: str
+    #: The models whose columns :attr:`load` selects, in order: the notification,
+    #: its payment, refund and dispute, the payment's user.
+    loaded: tuple[type[Model], ...]
+    signal_sent: str
+    sent: str
+
+
+@functools.cache
+def _statements() -> _Statements:
+    qn = sql.database().ops.quote_name
+    table = qn(Notification._meta.db_table)
+    status, next_at, attempts, id_ = qn("status"), qn("next_attempt_at"), qn("attempts"), qn("id")
+    # Due now: pending and past its backoff, or sending with a lapsed lease.
+    due = (
+        f"(({status} = %s AND ({next_at} IS NULL OR {next_at} <= %s))"
+        f" OR ({status} = %s AND {next_at} <= %s))"
+    )
+    payment = _foreign_key(Notification, "payment")
+    joins: list[tuple[str, str, str, ForeignKey[Any, Any]]] = [
+        ("JOIN", "n", "p", payment),
+        ("LEFT JOIN", "n", "r", _foreign_key(Notification, "refund")),
+        ("LEFT JOIN", "n", "d", _foreign_key(Notification, "dispute")),
+        ("LEFT JOIN", "p", "u", _foreign_key(_related(payment), "user")),
+    ]
+    loaded: tuple[type[Model], ...] = (Notification, *(_related(fk) for *_, fk in joins))
+    joined = " ".join(
+        f"{kind} {qn(_related(fk)._meta.db_table)} {alias} "
+        f"ON {alias}.{qn(str(fk.target_field.column))} = {source}.{qn(str(fk.column))}"
+        for kind, source, alias, fk in joins
+    )
+    selected = ", ".join(
+        sql.columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
+    )
+    return _Statements(
+        claim=(
+            f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
+            f"WHERE {id_} = %s AND {due}"
+        ),
+        due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
+        load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
+        loaded=loaded,
+        signal_sent=f"UPDATE {table} SET {qn('signal_sent')} = %s WHERE {id_} = %s",
+        sent=(
+            f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
+            f"{next_at} = NULL, {qn('last_error')} = '' "
+            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
+        ),
+    )
+
+
+def _foreign_key(model: type[Model], name: str) -> ForeignKey[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, ForeignKey)
+    return field
+
+
+def _related(field: ForeignKey[Any, Any]) -> type[Model]:
+    return field.related_model

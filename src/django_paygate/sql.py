@@ -167,6 +167,21 @@ def select_sql(model: type[Model], where: str, *, lock: bool = False) -> str:
     return f"SELECT {columns} FROM {_qn(model._meta.db_table)} WHERE {where} LIMIT 1{locking}"
 
 
+def columns(model: type[Model], alias: str) -> str:
+    """The columns :func:`from_row` reads, in its order, qualified with the table ``alias``."""
+    return ", ".join(f"{alias}.{_qn(_column(column.field))}" for column in _select_columns(model))
+
+
+def width(model: type[Model]) -> int:
+    """How many values :func:`from_row` takes for ``model``."""
+    return len(_select_columns(model))
+
+
+def prep(model: type[Model], name: str, value: Any) -> Any:
+    """``value`` as a parameter for ``model``'s column ``name`` (the field's own conversion)."""
+    return _concrete_field(model, name).get_db_prep_value(value, database())
+
+
 def from_row(model: type[M], row: Sequence[Any]) -> M:
     """An instance of ``model`` from the values :func:`select_sql` selects, as the ORM builds it."""
     db = database()

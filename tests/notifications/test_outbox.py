@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_paygate import notifications, services, signals
 from django_paygate.models import Notification, get_payment_model
 from django_paygate.providers.dummy import CARD_DECLINED, CARD_SUCCEEDS, DummyProvider
+from tests.factories import UserFactory
 from tests.notifications.backends import FlakyBackend
 from tests.notifications.conftest import emails_of, set_paygate
 from tests.notifications.factories import make_notification
@@ -325,6 +326,49 @@ def test_delivery_costs_four_statements(outbox: list[Any], django_assert_num_que
         notifications.deliver([row.pk])
 
     assert len(outbox) == 1
+
+
+@pytest.mark.parametrize("kind", ["refund_succeeded", "dispute_opened", "payment_succeeded"])
+def test_delivery_reads_the_related_rows_in_its_one_read(
+    kind: str, outbox: list[Any], django_assert_num_queries: Any
+) -> None:
+    """The refund, the dispute and the payment's user come with the row: still four."""
+    user = UserFactory(email="account@example.com")
+    row = make_notification(kind, user=user, email="")
+    seen: dict[str, Any] = {}
+
+    def receiver(sender: Any, payment: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, payment=payment, user_email=payment.user.email)
+
+    signal = signals.POST_COMMIT_SIGNALS[kind]
+    signal.connect(receiver)
+    try:
+        with django_assert_num_queries(4):
+            notifications.deliver([row.pk])
+    finally:
+        signal.disconnect(receiver)
+
+    assert seen["payment"] == row.payment
+    assert seen["payment"].amount == row.payment.amount
+    assert seen["user_email"] == "account@example.com"
+    if row.refund_id:
+        assert (seen["refund"], seen["refund"].amount) == (row.refund, row.refund.amount)
+    if row.dispute_id:
+        assert (seen["dispute"], seen["dispute"].reason) == (row.dispute, "fraudulent")
+    row.refresh_from_db()
+    assert (row.status, row.signal_sent, row.attempts) == ("sent", True, 1)
+    if kind != "dispute_opened":  # dispute emails go to the site's admins
+        assert [m.to for m in outbox] == [["account@example.com"]]
+
+
+def test_due_ids_are_oldest_first_after_a_key_and_limited() -> None:
+    first, second, third = (make_notification("payment_succeeded").pk for _ in range(3))
+    Notification.objects.filter(pk=second).update(status="sent")
+
+    assert notifications.due_ids() == [first, third]
+    assert notifications.due_ids(1) == [first]
+    assert notifications.due_ids(after=first) == [third]
+    assert notifications.due_ids(after=third) == []
 
 
 def test_drain_task(outbox: list[Any]) -> None:
