@@ -114,7 +114,7 @@ def deliver(notification_ids: list[int]) -> dict[str, int]:
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
     """Ids of the rows due now, oldest first, optionally only those above ``after``."""
     statement = _statements().due_ids
-    params = [*_due_params(timezone.now()), -1 if after is None else after]
+    params = [*_due_params(timezone.now()), 0 if after is None else after]  # ids start at 1
     if limit:
         statement += " LIMIT %s"
         params.append(limit)
