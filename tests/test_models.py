@@ -18,3 +18,20 @@ def test_the_payment_model_follows_its_setting(settings: Any) -> None:
 
     settings.PAYGATE_PAYMENT_MODEL = f"{original._meta.app_label}.{original.__name__}"
     assert get_payment_model() is original
+
+
+def test_the_webhook_lookup_follows_the_payment_model(settings: Any) -> None:
+    from django_paygate import services
+    from django_paygate.providers.base import ProviderEvent, ProviderPayment
+
+    payment = ProviderPayment(provider_payment_id="pi_1", status=None)
+    event = ProviderEvent(event_id="evt_1", type="payment.succeeded", payment=payment)
+    original = get_payment_model()
+    other = Payment if original is ShopPayment else ShopPayment
+
+    for model in (original, other, original):
+        settings.PAYGATE_PAYMENT_MODEL = f"{model._meta.app_label}.{model.__name__}"
+        for lock in (False, True):
+            lookup = services.payment_lookup("dummy", event, lock=lock)
+            assert lookup is not None
+            assert f'"{model._meta.db_table}"' in lookup[0]

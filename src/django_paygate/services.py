@@ -996,18 +996,19 @@ def payment_lookup(
     by_our_id = bool(event.our_payment_id and _is_uuid(event.our_payment_id))
     if not (event.provider_payment_id or by_our_id):
         return None
+    Payment = get_payment_model()
     params: list[Any] = [provider_alias]
     if event.provider_payment_id:
         params.append(event.provider_payment_id)
     if by_our_id:
-        pk = uuid.UUID(event.our_payment_id)
-        params.append(get_payment_model()._meta.pk.get_db_prep_value(pk, connection))
-    return _lookup_sql(bool(event.provider_payment_id), by_our_id, lock), params
+        params.append(sql.prep(Payment, "id", uuid.UUID(event.our_payment_id)))
+    return _lookup_sql(Payment, bool(event.provider_payment_id), by_our_id, lock), params
 
 
 @functools.cache
-def _lookup_sql(by_provider_id: bool, by_our_id: bool, lock: bool) -> str:
-    Payment = get_payment_model()
+def _lookup_sql(
+    Payment: type[AbstractPayment], by_provider_id: bool, by_our_id: bool, lock: bool
+) -> str:
     qn = connection.ops.quote_name
     # Column names are AbstractPayment's field names, in every concrete model.
     matches = [f"{qn('provider_payment_id')} = %s"] if by_provider_id else []

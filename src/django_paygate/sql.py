@@ -178,8 +178,9 @@ def width(model: type[Model]) -> int:
 
 
 def prep(model: type[Model], name: str, value: Any) -> Any:
-    """``value`` as a parameter for ``model``'s column ``name`` (the field's own conversion)."""
-    return _concrete_field(model, name).get_db_prep_value(value, database())
+    """``value`` as a parameter written to ``model``'s column ``name`` (the field's own
+    ``get_db_prep_save``)."""
+    return _concrete_field(model, name).get_db_prep_save(value, database())
 
 
 def from_row(model: type[M], row: Sequence[Any]) -> M:

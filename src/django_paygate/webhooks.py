@@ -45,10 +45,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Field, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.datastructures import CaseInsensitiveMapping
 
@@ -495,11 +495,7 @@ def _claim_statement(
     returned after the inbox row's id.
     """
     columns = tuple(values)
-    db = sql.database()
-    params = [
-        field.get_db_prep_save(value, db)
-        for field, value in zip(_inbox_fields(columns), values.values(), strict=True)
-    ]
+    params = [sql.prep(WebhookEvent, name, value) for name, value in values.items()]
     if lookup is None:
         return _claim_sql(columns, replay, payment=None), params
     lookup_sql, lookup_params = lookup
@@ -510,11 +506,6 @@ def _claim_statement(
         f"WITH p AS ({lookup_sql}), c AS ({claim}) SELECT c.id, p.* FROM c LEFT JOIN p ON true"
     )
     return statement, [*lookup_params, *params]
-
-
-@functools.cache
-def _inbox_fields(columns: tuple[str, ...]) -> list[Field[Any, Any]]:
-    return [cast("Field[Any, Any]", WebhookEvent._meta.get_field(c)) for c in columns]
 
 
 @functools.cache
@@ -544,12 +535,12 @@ def _claim_with_savepoint(
 ) -> tuple[int, AnyPayment | None] | None:
     """:func:`_claim` for databases without ``INSERT … ON CONFLICT … RETURNING``."""
     payment: AnyPayment | None = None
-    lookup = services.payment_lookup(alias, event) if event.actionable else None
+    lookup = services.payment_lookup(alias, event, lock=True) if event.actionable else None
     if lookup:
         with connection.cursor() as cursor:
             cursor.execute(*lookup)
             found = cursor.fetchone()
-        payment = services.lock_payment(found[0]) if found else None
+        payment = sql.from_row(get_payment_model(), found) if found else None
     fields = {**values, "payment": payment}
     try:
         with transaction.atomic():
