@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from django_paygate import money, sql
@@ -65,6 +66,7 @@ from django_paygate.models import (
 from django_paygate.providers import get_provider
 from django_paygate.signals import payment_status_changed
 from django_paygate.states import (
+    DISPUTE_WITHDRAWING_STATUSES,
     IN_FLIGHT_PAYMENT_STATUSES,
     PAID_STATUSES,
     DisputeStatus,
@@ -339,11 +341,21 @@ def _mismatch(payment: AnyPayment, result: ProviderPayment) -> str:
 
 
 def _refund_reserved(payment: AnyPayment) -> int:
-    """Refunded plus pending refunds of a locked payment."""
-    pending = payment.refunds.filter(status=RefundStatus.PENDING.value).aggregate(s=Sum("amount"))[
-        "s"
-    ]
-    return payment.amount_refunded + (pending or 0)
+    """What no new refund of a locked payment may take, in one query.
+
+    What was refunded, what pending refunds hold, and what open or lost
+    disputes withdrew: a chargeback already gave that money back to the
+    customer, so refunding it too would pay them twice.
+    """
+
+    def total(rows: QuerySet[Any]) -> Coalesce:
+        summed = rows.filter(payment=OuterRef("pk")).values("payment").annotate(s=Sum("amount"))
+        return Coalesce(Subquery(summed.values("s")), 0)
+
+    pending = total(Refund.objects.filter(status=RefundStatus.PENDING.value))
+    disputed = total(Dispute.objects.filter(status__in=DISPUTE_WITHDRAWING_STATUSES))
+    held = type(payment).objects.filter(pk=payment.pk).values_list(pending, disputed).get()
+    return payment.amount_refunded + sum(held)
 
 
 def _apply_refund(
@@ -370,9 +382,10 @@ def _apply_refund(
         )
         return refund
     if refund is None:
-        if result.status == RefundStatus.FAILED or result.status == RefundStatus.CANCELED:
-            return None  # nothing ever reserved or moved: nothing to record
-        if _refund_reserved(payment) + result.amount > payment.amount_captured:
+        final = result.status in {RefundStatus.FAILED, RefundStatus.CANCELED}
+        # A final refund is recorded too (it holds nothing), so that its earlier
+        # events, arriving after it, find it over instead of making a new one.
+        if not final and _refund_reserved(payment) + result.amount > payment.amount_captured:
             _flag_for_review(
                 payment,
                 f"refund {result.provider_refund_id} of {result.amount} "
@@ -398,6 +411,15 @@ def _apply_refund(
     if new == old or not can_transition_refund(old, new):
         if fields:
             refund.save(update_fields=[*fields, "updated_at"])
+        if old in {RefundStatus.FAILED, RefundStatus.CANCELED} and new == RefundStatus.SUCCEEDED:
+            # Either a late event of a refund that succeeded, then failed, or money
+            # that left while we recorded a refusal: only a person can tell.
+            _flag_for_review(
+                payment,
+                f"refund {refund.pk} reported succeeded after it was {old.value}",
+                source=source,
+                webhook_event=webhook_event,
+            )
         return refund
     refund.status = new.value
     fields += ["status", "updated_at"]
@@ -625,15 +647,18 @@ def payment_client_data(
     the provider's object is not linked), or the provider cannot be reached.
     May call the provider (a Stripe ``client_secret`` is never stored).
     """
-    if not payment.provider_payment_id:
-        return None
-    if payment.status not in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}:
+    if not payment.provider_payment_id or not _payable(payment):
         return None
     backend = backend or get_provider(payment.provider)
     try:
         return dict(backend.client_data(payment))
     except ProviderUnavailable:
         return None
+
+
+def _payable(payment: AbstractPayment) -> bool:
+    """Whether the customer may still pay ``payment`` (a failed one may be tried again)."""
+    return payment.status in IN_FLIGHT_PAYMENT_STATUSES | {P.FAILED}
 
 
 def _create_key(payment: AnyPayment) -> str:
@@ -660,7 +685,8 @@ def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         _apply_payment(locked, result, source=Source.API)
-    locked.client_data = dict(result.client_data)
+    # Canceled while the provider was creating its object: nothing to pay with.
+    locked.client_data = dict(result.client_data) if _payable(locked) else None
     return locked
 
 
@@ -857,7 +883,9 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
     except ProviderIdempotencyError as exc:
         _review(payment, str(exc))
         raise
-    except ProviderError as exc:
+    except PaygateError as exc:
+        # Refused, by the provider or by the adapter before any call (an amount
+        # the provider cannot take): nothing moved, so the reservation is released.
         with transaction.atomic():
             locked = lock_payment(payment.pk)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
@@ -924,10 +952,11 @@ def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
     )
     cutoff = timezone.now() - timedelta(seconds=seconds)
     in_flight = [s.value for s in (P.PENDING, P.REQUIRES_ACTION, P.PROCESSING)]
+    # A refund's age is its own: one sent a moment ago on an old payment is not stuck.
+    unanswered = Q(refunds__status=RefundStatus.PENDING.value, refunds__updated_at__lt=cutoff)
     return (
         get_payment_model()
-        .objects.filter(updated_at__lt=cutoff)
-        .filter(Q(status__in=in_flight) | Q(refunds__status=RefundStatus.PENDING.value))
+        .objects.filter(Q(status__in=in_flight, updated_at__lt=cutoff) | unanswered)
         .distinct()
         .order_by("updated_at")
     )
@@ -988,8 +1017,13 @@ def payment_lookup(
 
     Found by the provider's id, or by our id echoed in the event's metadata
     (a webhook may arrive before the provider's id was stored); ``None`` when
-    the event names neither. It selects the payment's id, or with ``lock``
-    the whole row ``FOR UPDATE`` (for :func:`django_paygate.sql.from_row`).
+    the event names neither. Our id finds only a payment not yet linked to a
+    provider object: metadata can be copied onto another object (a Razorpay
+    payment's notes come from the customer's browser), and an event about an
+    object that is not this payment's must never move it.
+
+    It selects the payment's id, or with ``lock`` the whole row ``FOR UPDATE``
+    (for :func:`django_paygate.sql.from_row`).
     The webhook inbox runs it inside its claim, so that finding and locking
     the payment cost no statement of their own.
     """
@@ -1011,9 +1045,14 @@ def _lookup_sql(
 ) -> str:
     qn = connection.ops.quote_name
     # Column names are AbstractPayment's field names, in every concrete model.
-    matches = [f"{qn('provider_payment_id')} = %s"] if by_provider_id else []
-    matches += [f"{qn('id')} = %s"] if by_our_id else []
+    provider_id = qn("provider_payment_id")
+    matches = [f"{provider_id} = %s"] if by_provider_id else []
+    if by_our_id:
+        unlinked = f" AND {provider_id} IS NULL" if by_provider_id else ""
+        matches.append(f"({qn('id')} = %s{unlinked})")
     where = f"{qn('provider')} = %s AND ({' OR '.join(matches)})"
+    if by_provider_id and by_our_id:
+        where += f" ORDER BY {provider_id} IS NULL"  # the provider's id first
     if lock:
         return sql.select_sql(Payment, where, lock=True)
     return f"SELECT {qn('id')} FROM {qn(Payment._meta.db_table)} WHERE {where} LIMIT 1"

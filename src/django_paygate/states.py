@@ -52,6 +52,8 @@ class RefundStatus(_Status):
 
 
 class DisputeStatus(_Status):
+    #: The bank asks questions (a Stripe inquiry); no money was taken back yet.
+    INQUIRY = "inquiry"
     OPEN = "open"
     UNDER_REVIEW = "under_review"
     WON = "won"
@@ -132,6 +134,13 @@ REFUND_TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = MappingProx
 #: Refund statuses that hold money: they count against what is left to refund.
 REFUND_RESERVING_STATUSES = frozenset({R.PENDING, R.SUCCEEDED})
 
+#: Dispute statuses whose amount the provider has taken back (or holds): a refund cannot
+#: give that money to the customer a second time. A won dispute returns it; an inquiry
+#: that closed without a chargeback never took it.
+DISPUTE_WITHDRAWING_STATUSES = frozenset(
+    {DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW, DisputeStatus.LOST}
+)
+
 
 def can_transition(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
     """Whether a payment may move from ``current`` to ``new``."""
@@ -164,6 +173,7 @@ def status_after_refund(amount_captured: int, amount_refunded: int) -> PaymentSt
 
 
 __all__ = [
+    "DISPUTE_WITHDRAWING_STATUSES",
     "FINAL_PAYMENT_STATUSES",
     "IN_FLIGHT_PAYMENT_STATUSES",
     "PAID_STATUSES",

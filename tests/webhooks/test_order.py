@@ -143,7 +143,10 @@ def test_failed_refund_of_unknown_refund_is_not_early(dummy, deliver):
     payment = PaymentFactory(status="processing")
     result = deliver(refund_event(dummy, payment, "dummy_re_x", "failed", 250))
     assert result.outcome == webhooks.PROCESSED
-    assert not Refund.objects.exists()
+    refund = Refund.objects.get()  # recorded as over; it holds nothing
+    assert (refund.provider_refund_id, refund.status) == ("dummy_re_x", "failed")
+    payment = _reload(payment)
+    assert (payment.status, payment.amount_refunded) == ("processing", 0)
 
 
 def test_dispute_events_in_any_order_make_one_dispute(dummy, deliver, signal_spy):

@@ -803,6 +803,8 @@ class RazorpayProvider(BaseProvider):
     ) -> ProviderRefund:
         if refund.currency != payment.currency:
             raise InvalidAmount("A refund is made in the payment's currency.", provider=self.alias)
+        # Refunds follow the charges' rules: at least one unit, three decimals ending in 0.
+        self.validate_amount(refund.amount, refund.currency)
         order_id = self._order_id(payment)
         entity = self._payment_entity(payment, order_id, want=P.SUCCEEDED)
         body = {

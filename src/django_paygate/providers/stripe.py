@@ -266,9 +266,10 @@ REFUND_STATUSES: Mapping[str, RefundStatus] = {
 }
 
 DISPUTE_STATUSES: Mapping[str, DisputeStatus] = {
-    "warning_needs_response": DisputeStatus.OPEN,
+    # Inquiries (warning_*): the bank asks, no funds are withdrawn; a refund may settle one.
+    "warning_needs_response": DisputeStatus.INQUIRY,
+    "warning_under_review": DisputeStatus.INQUIRY,
     "needs_response": DisputeStatus.OPEN,
-    "warning_under_review": DisputeStatus.UNDER_REVIEW,
     "under_review": DisputeStatus.UNDER_REVIEW,
     "won": DisputeStatus.WON,
     "lost": DisputeStatus.LOST,
@@ -709,7 +710,8 @@ class StripeProvider(BaseProvider):
             "retrieve PaymentIntent", lambda: self.client.v1.payment_intents.retrieve(pid)
         )
         refunds: list[ProviderRefund] = []
-        if intent.get("latest_charge"):
+        # API versions before 2022-11-15 have no latest_charge: a captured intent is enough.
+        if intent.get("latest_charge") or intent.get("status") == "succeeded":
             page = self._call_list(pid)
             try:
                 refunds = [self.refund_from_object(r, payment_intent=pid) for r in page]
@@ -902,7 +904,11 @@ class StripeProvider(BaseProvider):
         try:
             return self._event_update(base, event_type, obj)
         except InvalidAmount as exc:
-            raise WebhookVerificationError(f"Stripe event {event_id}: {exc}") from None
+            # Signed by Stripe, so not garbage: an object in a currency we never charge in
+            # (another integration on the account, an old charge) is not ours. Refusing it
+            # would have Stripe retry it for days and, in the end, disable the endpoint.
+            logger.warning("Stripe event %s left unapplied: %s", event_id, exc)
+            return base
 
     def _event_update(
         self, base: ProviderEvent, event_type: str, obj: dict[str, Any]
