@@ -46,6 +46,9 @@ DEFAULTS: Mapping[str, Any] = {
     # Outbox delivery: attempts before a notification is given up, and the first backoff (s).
     "NOTIFICATION_MAX_ATTEMPTS": 8,
     "NOTIFICATION_RETRY_DELAY": 60,
+    # Seconds a worker holds a notification it claimed; longer than the slowest
+    # post-commit receiver and the email backend's timeout (see docs/signals.md).
+    "NOTIFICATION_LEASE": 5 * 60,
     # JSON API: rate limits, body limits. See docs/api.md.
     "RATE_LIMITS": {},
     "API_MAX_METADATA_BYTES": 4096,

@@ -11,12 +11,14 @@ Delivery of one row:
 
 1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
    database lets exactly one worker win it; the others skip it. The claim
-   moves it to ``sending`` for a lease (:data:`CLAIM_LEASE`) and counts the
-   attempt.
+   moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
+   five minutes by default) and counts the attempt.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
    logged, the other receivers still run) and record ``signal_sent``, so a
-   retried email never repeats the signal.
-3. Send its **email** (:func:`django_paygate.emails.send_notification_email`).
+   retried email never repeats the signal. The record also renews the lease,
+   and only applies while the row is still this worker's claim.
+3. Send its **email** (:func:`django_paygate.emails.send_notification_email`),
+   only if the claim still held after the signal.
 4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
    ``pending`` with ``last_error`` and a later ``next_attempt_at`` (exponential
    backoff from ``NOTIFICATION_RETRY_DELAY``); after
@@ -24,14 +26,17 @@ Delivery of one row:
 
 ``manage.py paygate_send_notifications`` drains what is due. A row whose
 worker died while ``sending`` is claimed again once its lease has expired.
-The final updates only apply while the row is still this worker's claim (same
-status and attempt number), so a worker that outlived its lease never
-overwrites the outcome of the worker that took over.
+Every update after the claim applies only while the row is still this
+worker's claim (same status and attempt number): a worker that outlived its
+lease stops there, never sends the email the new owner sends, never
+overwrites its outcome, and does not count the row as sent.
 
-A crash *between* a step and its record (after the email backend accepted a
-message, before the row is marked sent) means that step runs again after the
-lease: delivery is exactly once in every other case, and at least once across
-a crash.
+Two cases repeat a step. A crash *between* a step and its record (after the
+email backend accepted a message, before the row is marked sent) runs that
+step again after the lease. One step that outlasts the lease (a receiver
+that blocks for minutes, an email backend without a timeout) lets another
+worker run it too: the lease must be longer than the slowest receiver and
+than ``EMAIL_TIMEOUT``. Delivery is exactly once in every other case.
 """
 
 from __future__ import annotations
@@ -57,8 +62,6 @@ logger = logging.getLogger("django_paygate")
 
 Status = Notification.Status
 
-#: How long a claimed row is reserved for its worker before another may take it.
-CLAIM_LEASE = timedelta(minutes=5)
 #: The longest wait between two attempts, whatever the backoff says.
 MAX_RETRY_DELAY = timedelta(hours=6)
 
@@ -88,27 +91,28 @@ def enqueue(notification_ids: list[int]) -> None:
 def claim(notification_id: int) -> bool:
     """Take ``notification_id`` for this worker; ``False`` if another has it or it is done."""
     now = timezone.now()
-    params = [Status.SENDING, _when(now + CLAIM_LEASE), notification_id, *_due_params(now)]
+    params = [Status.SENDING, _when(now + lease()), notification_id, *_due_params(now)]
     with sql.database().cursor() as cursor:
         cursor.execute(_statements().claim, params)
         return cursor.rowcount == 1
+
+
+def lease() -> timedelta:
+    """How long a claimed row is reserved for its worker before another may take it."""
+    return timedelta(seconds=int(paygate_settings.NOTIFICATION_LEASE))
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:
     """Deliver the given outbox rows that are due; counts of ``sent``, ``failed``, ``skipped``.
 
     Call it outside a transaction (as the task and the drain command do). A row
-    another worker holds, or one already delivered, is skipped.
+    another worker holds, one already delivered, or one whose lease this worker
+    outlived (the worker that took it over delivers it) is skipped.
     """
-    sent = failed = skipped = 0
+    counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
     for pk in notification_ids:
-        if not claim(pk):
-            skipped += 1
-        elif _deliver_claimed(pk):
-            sent += 1
-        else:
-            failed += 1
-    return {"sent": sent, "failed": failed, "skipped": skipped}
+        counts[_deliver_claimed(pk) if claim(pk) else SKIPPED] += 1
+    return counts
 
 
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
@@ -150,25 +154,32 @@ def outbox_counts() -> dict[str, int]:
     return counts
 
 
-def _deliver_claimed(pk: int) -> bool:
+SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
+
+
+def _deliver_claimed(pk: int) -> str:
+    """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost)."""
     notification: Notification | None = None
     try:
         # Read after the claim: ``attempts`` is this claim's number while the lease holds.
         notification = _load(pk)
-        if not notification.signal_sent:
-            _send_signal(notification)
+        if not notification.signal_sent and not _send_signal(notification):
+            return SKIPPED
         from django_paygate.emails import send_notification_email
 
         send_notification_email(notification)
     except Exception as exc:
         _retry_later(pk, notification, exc)
-        return False
+        return FAILED
+    params = [Status.SENT, True, _when(timezone.now()), pk, Status.SENDING, notification.attempts]
+    return SENT if _update(_statements().sent, params) else SKIPPED
+
+
+def _update(statement: str, params: list[Any]) -> bool:
+    """Run one of the delivery's conditional updates; whether it changed the row."""
     with sql.database().cursor() as cursor:
-        cursor.execute(
-            _statements().sent,
-            [Status.SENT, True, _when(timezone.now()), pk, Status.SENDING, notification.attempts],
-        )
-    return True
+        cursor.execute(statement, params)
+        return cursor.rowcount == 1
 
 
 def _load(pk: int) -> Notification:
@@ -201,7 +212,8 @@ def _mine(pk: int, attempt: int | None) -> QuerySet[Notification]:
     return rows if attempt is None else rows.filter(attempts=attempt)
 
 
-def _send_signal(notification: Notification) -> None:
+def _send_signal(notification: Notification) -> bool:
+    """Send the row's signal and record it; whether the claim still held afterwards."""
     signal = POST_COMMIT_SIGNALS[notification.kind]
     kwargs: dict[str, Any] = {"payment": notification.payment}
     if notification.refund_id:
@@ -219,10 +231,12 @@ def _send_signal(notification: Notification) -> None:
                 result,
                 exc_info=result,
             )
-    # Recorded at once: a signal is never sent twice, even if the email is retried.
-    with sql.database().cursor() as cursor:
-        cursor.execute(_statements().signal_sent, [True, notification.pk])
+    # Recorded at once: a signal is never sent twice, even if the email is retried. The
+    # record renews the lease; it finds no row if another worker took the claim over.
+    now = timezone.now()
+    params = [True, _when(now + lease()), notification.pk, Status.SENDING, notification.attempts]
     notification.signal_sent = True
+    return _update(_statements().signal_sent, params)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -313,7 +327,10 @@ def _statements() -> _Statements:
         due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
         load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
         loaded=loaded,
-        signal_sent=f"UPDATE {table} SET {qn('signal_sent')} = %s WHERE {id_} = %s",
+        signal_sent=(
+            f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "
+            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
+        ),
         sent=(
             f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
             f"{next_at} = NULL, {qn('last_error')} = '' "

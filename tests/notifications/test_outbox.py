@@ -292,6 +292,53 @@ def test_a_stale_worker_cannot_overwrite_the_outcome(outbox: list[Any]) -> None:
     assert len(outbox) == 1
 
 
+def test_a_worker_that_outlived_its_lease_leaves_the_row_to_the_new_owner(
+    outbox: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = make_notification("payment_succeeded", email="buyer@example.com")
+    taken_over: list[dict[str, int]] = []
+    start = timezone.now()
+
+    def slow_receiver(**kwargs: Any) -> None:
+        if taken_over:
+            return
+        # The receiver blocks past the lease; meanwhile the drain hands the row to worker 2.
+        later = start + notifications.lease() + timedelta(seconds=1)
+        monkeypatch.setattr(timezone, "now", lambda: later)
+        assert notifications.due_ids() == [row.pk]
+        taken_over.append(notifications.deliver([row.pk]))
+
+    signals.payment_succeeded.connect(slow_receiver, weak=False)
+    try:
+        first = notifications.deliver([row.pk])
+    finally:
+        signals.payment_succeeded.disconnect(slow_receiver)
+
+    assert taken_over == [{"sent": 1, "failed": 0, "skipped": 0}]
+    assert first == {"sent": 0, "failed": 0, "skipped": 1}  # it stopped after its signal
+    assert len(emails_of(outbox, "payment_succeeded")) == 1  # only the new owner's
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.signal_sent) == ("sent", 2, True)
+
+
+def test_the_lease_is_a_setting_and_recording_the_signal_renews_it(
+    outbox: list[Any], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_paygate(settings, NOTIFICATION_LEASE=90)
+    row = make_notification("payment_succeeded")
+    claimed_at = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: claimed_at)
+    assert notifications.claim(row.pk)
+    row.refresh_from_db()
+    assert row.next_attempt_at == claimed_at + timedelta(seconds=90)
+
+    signaled_at = claimed_at + timedelta(seconds=60)
+    monkeypatch.setattr(timezone, "now", lambda: signaled_at)
+    assert notifications._send_signal(notifications._load(row.pk))
+    row.refresh_from_db()
+    assert (row.signal_sent, row.next_attempt_at) == (True, signaled_at + timedelta(seconds=90))
+
+
 def test_given_up_after_max_attempts_then_retried_on_request(
     flaky: type[FlakyBackend], outbox: list[Any], settings: Any
 ) -> None:
