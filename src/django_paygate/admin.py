@@ -24,8 +24,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
+from django.db import transaction
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -138,7 +139,22 @@ class DisputeInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ProviderCallsMixin:
+    """For an admin whose actions call a provider (sync, replay).
+
+    The services open their own short transactions around each provider call
+    and never call out inside one. Under ``ATOMIC_REQUESTS`` the changelist,
+    which runs the actions, would otherwise hold the request's transaction (and
+    the row locks taken in it) across every call. Django's own list edits keep
+    their transaction.
+    """
+
+    @transaction.non_atomic_requests
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
+class PaymentAdmin(ProviderCallsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "amount_display",
@@ -249,7 +265,7 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookEventAdmin(ProviderCallsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "event_id",
         "provider",

@@ -196,6 +196,21 @@ def from_row(model: type[M], row: Sequence[Any]) -> M:
 # ---------------------------------------------------------------------------
 
 
+def unstorable_text(text: str) -> str:
+    """Why no database text column takes ``text`` ("" when they all do).
+
+    A NUL character (PostgreSQL refuses it), or a lone surrogate such as the
+    JSON escape ``"\\ud800"``, which is not UTF-8 at all.
+    """
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode"
+    return ""
+
+
 def database() -> BaseDatabaseWrapper:
     """The default database's connection object (one lookup, not one per attribute)."""
     return connections[DEFAULT_DB_ALIAS]

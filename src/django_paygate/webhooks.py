@@ -169,13 +169,8 @@ def _storable_text(text: str) -> str:
 def _unstorable(value: Any, where: str = "event") -> str:
     """Why a parsed event cannot be stored as it is ("" when it can)."""
     if isinstance(value, str):
-        if "\x00" in value:
-            return f"{where} contains a NUL character."
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{where} is not valid Unicode."
-        return ""
+        problem = sql.unstorable_text(value)
+        return f"{where} {problem}." if problem else ""
     kind: type = type(value)
     checked = _stored_fields(kind)
     if checked is not None:
@@ -345,7 +340,7 @@ def select_events(
     ids = [str(i) for i in ids]
     if ids:
         by_id = Q(event_id__in=ids)
-        numeric = [int(i) for i in ids if i.isdigit()]
+        numeric = [int(i) for i in ids if i.isascii() and i.isdigit()]  # not "²"
         if numeric:
             by_id |= Q(pk__in=numeric)
         query = query.filter(by_id)

@@ -214,6 +214,8 @@ def test_lower_case_currency_filter(staff_api: Api, dataset: dict) -> None:
         ({"start": "2024-13-01"}, "start"),
         ({"start": "20240301"}, "start"),
         ({"end": "yesterday"}, "end"),
+        ({"start": "9999-12-31"}, "start"),  # the day after would overflow
+        ({"end": "0001-01-01"}, "end"),  # 29 days before would overflow
         ({"start": "2024-03-10", "end": "2024-03-01"}, "end"),
         ({"start": "2020-01-01", "end": "2024-01-01"}, "end"),
         ({"currency": "ZZZ"}, "currency"),

@@ -574,3 +574,39 @@ def test_webhook_allowlist_of_an_unknown_alias_defers_to_the_pipeline(settings: 
 def test_invalid_network_entries_are_reported() -> None:
     assert security.invalid_network_entries(["10.0.0.0/8", "oops", "::1"]) == ["oops"]
     assert security.invalid_network_entries(None) == []
+
+
+# ---------------------------------------------------------------------------
+# Text no database column takes: a 400, never a 500, and nothing written
+# ---------------------------------------------------------------------------
+
+LONE_SURROGATE = '"\\ud800"'  # valid JSON: an escape that decodes to an unpaired surrogate
+
+
+@db
+@pytest.mark.parametrize(
+    "field",
+    [
+        '"description": ' + LONE_SURROGATE,
+        '"metadata": {"note": ' + LONE_SURROGATE + "}",
+        '"metadata": {' + LONE_SURROGATE + ': "key"}',
+        '"description": "nul \\u0000 inside"',
+    ],
+)
+def test_unstorable_text_in_create_intent_is_a_400(api: Api, field: str) -> None:
+    raw = '{"amount": 1999, "currency": "USD", ' + field + "}"
+    response = api.post("create_intent", raw=raw)
+    assert response.status_code == 400
+    assert set(response.json_body["error"]["fields"]) <= {"description", "metadata"}
+    assert not Payment.objects.exists()
+
+
+@db
+def test_unstorable_text_in_a_refund_reason_is_a_400(api: Api, refund_api: Api) -> None:
+    created = api.post("create_intent", {"amount": 2000, "currency": "USD"}).json_body
+    api.post("confirm_payment", {"payment_id": created["id"], "payment_method": CARD_SUCCEEDS})
+    raw = '{"payment_id": "' + created["id"] + '", "reason": ' + LONE_SURROGATE + "}"
+    response = refund_api.post("process_refund", raw=raw)
+    assert response.status_code == 400
+    assert "reason" in response.json_body["error"]["fields"]
+    assert not Refund.objects.exists()

@@ -8,6 +8,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.urls import reverse
 
 from django_paygate import services, webhooks
@@ -20,7 +21,7 @@ from django_paygate.models import (
     WebhookEvent,
     get_payment_model,
 )
-from django_paygate.providers.dummy import CARD_SUCCEEDS, SIGNATURE_HEADER
+from django_paygate.providers.dummy import CARD_SUCCEEDS, SIGNATURE_HEADER, DummyProvider
 from django_paygate.signals import payment_status_changed
 from tests.factories import PaymentFactory, RefundFactory, UserFactory
 from tests.webhooks.events import payment_event
@@ -148,6 +149,31 @@ def test_sync_action_calls_the_service(staff, dummy):
     assert PaymentEvent.objects.filter(
         payment=payment, to_status="succeeded", source="sync"
     ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("atomic_requests", [False, True])
+def test_sync_action_calls_the_provider_outside_any_transaction(
+    staff, dummy, monkeypatch, atomic_requests
+):
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", atomic_requests)
+    payment = services.create_payment(amount=1500, currency="USD")
+    dummy.confirm_payment(payment, idempotency_key="at-provider", payment_method=CARD_SUCCEEDS)
+    in_transaction: list[bool] = []
+    fetch = DummyProvider.fetch_payment
+
+    def spy(self: Any, payment: Any) -> Any:
+        in_transaction.append(connection.in_atomic_block)
+        return fetch(self, payment)
+
+    monkeypatch.setattr(DummyProvider, "fetch_payment", spy)
+    response = staff.post(
+        _url(get_payment_model(), "changelist"),
+        {"action": "sync_from_provider", ACTION_CHECKBOX_NAME: [str(payment.pk)]},
+    )
+    assert response.status_code == 302
+    assert in_transaction == [False]
+    assert get_payment_model().objects.get(pk=payment.pk).status == "succeeded"
 
 
 def test_sync_action_reports_errors(staff):

@@ -124,6 +124,12 @@ def test_replay_by_id(dummy, broken, by):
     assert (_status(first), _status(second)) == ("pending", "succeeded")
 
 
+def test_replay_by_an_id_that_only_looks_numeric(dummy, broken):
+    _failed_event(dummy)
+    out, _ = run("paygate_replay_webhooks", "--id", "²")  # str.isdigit() says yes, int() no
+    assert "No matching webhook events" in out
+
+
 def test_replay_by_provider(dummy, broken):
     _failed_event(dummy)
     broken.broken = False

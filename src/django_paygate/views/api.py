@@ -39,7 +39,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
 
-from django_paygate import analytics, money, security, services
+from django_paygate import analytics, money, security, services, sql
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import (
     ActionRequired,
@@ -303,8 +303,8 @@ def _string(
     if len(value) > max_length:
         errors[name] = f"At most {max_length} characters."
         return default
-    if "\x00" in value:
-        errors[name] = "Must not contain NUL characters."
+    if sql.unstorable_text(value):
+        errors[name] = "Must be valid Unicode text without NUL characters."
         return default
     return value
 
@@ -346,8 +346,10 @@ def _metadata(value: object, errors: dict[str, str]) -> dict[str, Any]:
         errors["metadata"] = f"At most {MAX_METADATA_KEYS - 1} keys (one is reserved)."
         return {}
     for key, item in value.items():
-        if not key or len(key) > MAX_METADATA_KEY_LENGTH or "\x00" in key:
-            errors["metadata"] = f"Keys are 1 to {MAX_METADATA_KEY_LENGTH} characters."
+        if not key or len(key) > MAX_METADATA_KEY_LENGTH or sql.unstorable_text(key):
+            errors["metadata"] = (
+                f"Keys are 1 to {MAX_METADATA_KEY_LENGTH} characters of valid Unicode text."
+            )
             return {}
         if key.startswith(RESERVED_METADATA_PREFIX):
             errors["metadata"] = f"Keys starting with {RESERVED_METADATA_PREFIX!r} are reserved."
@@ -360,9 +362,12 @@ def _metadata(value: object, errors: dict[str, str]) -> dict[str, Any]:
         if not (isinstance(item, (str, bool)) or _is_int(item)):
             errors["metadata"] = f"{key!r}: values are strings, integers or booleans."
             return {}
-        if isinstance(item, str) and (len(item) > MAX_METADATA_VALUE_LENGTH or "\x00" in item):
+        if isinstance(item, str) and (
+            len(item) > MAX_METADATA_VALUE_LENGTH or sql.unstorable_text(item)
+        ):
             errors["metadata"] = (
-                f"{key!r}: values are at most {MAX_METADATA_VALUE_LENGTH} characters."
+                f"{key!r}: values are at most {MAX_METADATA_VALUE_LENGTH} characters "
+                "of valid Unicode text."
             )
             return {}
         if _is_int(item) and abs(item) > 2**53:
@@ -689,16 +694,25 @@ def payment_status(request: HttpRequest) -> HttpResponse:
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+#: Dates the analytics take: far enough from ``date.min`` and ``date.max`` that the
+#: range's arithmetic (a default start 29 days back, an end's following day) never overflows.
+_DATES = (date(1900, 1, 1), date(9998, 12, 31))
+
+
 def _date(value: str | None, name: str, errors: dict[str, str]) -> date | None:
     if not value:
         return None
     try:
         if not _ISO_DATE.fullmatch(value):
             raise ValueError(value)
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         errors[name] = "Use an ISO date: YYYY-MM-DD."
         return None
+    if not _DATES[0] <= parsed <= _DATES[1]:
+        errors[name] = f"Use a date from {_DATES[0]} to {_DATES[1]}."
+        return None
+    return parsed
 
 
 @api_endpoint("payment_analytics", ("GET",), "staff")
