@@ -500,7 +500,9 @@ def _apply_dispute(
     )
     closed = {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.CLOSED}
     was_closed = not created and DisputeStatus(dispute.status) in closed
-    if not created and dispute.status != result.status.value and not was_closed:
+    # A late inquiry event never undoes a chargeback: the money stays withdrawn.
+    stale = result.status == DisputeStatus.INQUIRY
+    if not created and dispute.status != result.status.value and not (was_closed or stale):
         dispute.status = result.status.value
         dispute.save(update_fields=["status", "updated_at"])
     writes = [

@@ -19,7 +19,7 @@ from django_paygate.exceptions import (
     ProviderError,
     RefundExceedsCaptured,
 )
-from django_paygate.models import Refund, get_payment_model
+from django_paygate.models import Dispute, Refund, get_payment_model
 from django_paygate.providers.dummy import CARD_SUCCEEDS
 from tests.factories import PaymentFactory
 from tests.webhooks.events import dispute_event, refund_event
@@ -50,14 +50,23 @@ def test_money_a_dispute_withdrew_cannot_be_refunded_again(dummy, status):
     assert services.refund_payment(payment).amount == 400  # "all that is left"
 
 
-@pytest.mark.parametrize("status", ["inquiry", "won", "closed"])
-def test_a_dispute_that_took_nothing_leaves_everything_refundable(dummy, status):
+@pytest.mark.parametrize(
+    "history", [("inquiry",), ("open", "won"), ("open", "closed"), ("inquiry", "closed")]
+)
+def test_a_dispute_that_took_nothing_leaves_everything_refundable(dummy, history):
     payment = _paid(1000)
-    _deliver(dispute_event(dummy, payment, "dp_1", "open", amount=600))
-    _deliver(dispute_event(dummy, payment, "dp_1", status, amount=600))
-    if status == "inquiry":  # an inquiry never opened as a chargeback
-        _deliver(dispute_event(dummy, payment, "dp_2", "inquiry", amount=600))
+    for status in history:
+        _deliver(dispute_event(dummy, payment, "dp_1", status, amount=600))
     assert services.refund_payment(payment).amount == 1000
+
+
+def test_a_late_inquiry_event_does_not_undo_a_chargeback(dummy):
+    payment = _paid(1000)
+    _deliver(dispute_event(dummy, payment, "dp_1", "inquiry", amount=600))
+    _deliver(dispute_event(dummy, payment, "dp_1", "open", amount=600))  # escalated
+    _deliver(dispute_event(dummy, payment, "dp_1", "inquiry", amount=600))  # arrives late
+    assert Dispute.objects.get().status == "open"
+    assert services.refund_payment(payment).amount == 400
 
 
 @pytest.mark.parametrize(
