@@ -744,6 +744,9 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     if not payment.provider_payment_id:
         payment = _open_at_provider(payment, backend)
+        if not _payable(payment):  # read under the lock: canceled while we were creating
+            raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
+    before = payment.status
     try:
         result = backend.confirm_payment(
             payment, idempotency_key=_confirm_key(payment, provider_data), **provider_data
@@ -756,9 +759,14 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         raise
     with transaction.atomic():
         locked = lock_payment(payment.pk)
-        declined_again = locked.status == P.FAILED and result.status == P.FAILED
-        _apply_payment(locked, result, source=Source.API)
-        if declined_again:
+        declined = result.status == P.FAILED
+        # A decline answered after a newer attempt moved the payment on (another card
+        # now waiting for 3-D Secure) is history, not news: it is recorded, not applied.
+        superseded = declined and locked.status not in {before, P.FAILED}
+        declined_again = declined and locked.status == P.FAILED
+        if not superseded:
+            _apply_payment(locked, result, source=Source.API)
+        if declined_again or superseded:
             _record_decline(locked, result.failure_code)
     locked.next_action = result.next_action
     if result.status == P.FAILED:
@@ -813,10 +821,15 @@ def cancel_payment(payment: AbstractPayment) -> AnyPayment:
         result = None  # never reached the provider: nothing to cancel there
     with transaction.atomic():
         locked = lock_payment(payment.pk)
+        linked_meanwhile = result is None and bool(locked.provider_payment_id)
         if result is not None:
             _apply_payment(locked, result, source=Source.API)
-        elif can_transition(locked.status, P.CANCELED):
+        elif not linked_meanwhile and can_transition(locked.status, P.CANCELED):
             _change(locked, P.CANCELED, source=Source.API)
+    if linked_meanwhile:
+        # A confirm created the provider's object meanwhile and may be paying with it:
+        # only the provider can tell which came first, so it cancels there.
+        return cancel_payment(locked)
     return locked
 
 

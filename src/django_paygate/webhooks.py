@@ -378,10 +378,13 @@ def prune_events(
         return query.count()
     deleted = 0
     while True:
-        batch = list(query.order_by("id").values_list("id", flat=True)[:batch_size])
-        if not batch:
-            return deleted
         with transaction.atomic():
+            # Rows a delivery or a replay holds are left for the next run: it may be
+            # writing an audit row that points at its event.
+            mine = query.select_for_update(skip_locked=True).order_by("id")
+            batch = list(mine.values_list("id", flat=True)[:batch_size])
+            if not batch:
+                return deleted
             WebhookEvent.objects.filter(pk__in=batch).delete()
         deleted += len(batch)
 

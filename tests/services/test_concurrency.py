@@ -10,9 +10,14 @@ import pytest
 from django.db import connection
 
 from django_paygate import services
-from django_paygate.exceptions import InvalidTransition, RefundExceedsCaptured
+from django_paygate.exceptions import (
+    InvalidTransition,
+    PaymentDeclined,
+    ProviderUnavailable,
+    RefundExceedsCaptured,
+)
 from django_paygate.models import Refund, get_payment_model
-from django_paygate.providers.dummy import CARD_SUCCEEDS
+from django_paygate.providers.dummy import CARD_DECLINED, CARD_REQUIRES_ACTION, CARD_SUCCEEDS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -37,6 +42,108 @@ def run_together(n: int, target: Callable[[int], Any]) -> list[Any]:
     for t in threads:
         t.join()
     return results
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Start ``call`` in a thread; the list receives its result or exception."""
+    out: list[Any] = []
+
+    def worker() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:
+            out.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    return thread, out
+
+
+def _created_but_unlinked(dummy: Any) -> Any:
+    """A payment whose create reached the provider while its answer was lost."""
+    dummy.fail_next("create_payment", after=True)
+    with pytest.raises(ProviderUnavailable):
+        services.create_payment(amount=1000, currency="USD")
+    payment = get_payment_model().objects.get()
+    assert (payment.status, payment.provider_payment_id) == ("pending", None)
+    return payment
+
+
+def _remote(dummy: Any, payment: Any) -> Any:
+    return dummy._remote[f"dummy_{payment.pk.hex}"]
+
+
+def test_confirm_never_pays_a_payment_canceled_while_it_created_the_provider_object(
+    dummy, monkeypatch
+):
+    payment = _created_but_unlinked(dummy)
+    creating, go_on = threading.Event(), threading.Event()
+    create = dummy.create_payment
+
+    def slow_create(p: Any, **kwargs: Any) -> Any:
+        creating.set()
+        assert go_on.wait(30)
+        return create(p, **kwargs)
+
+    monkeypatch.setattr(dummy, "create_payment", slow_create)
+    thread, out = in_thread(lambda: services.confirm_payment(payment, payment_method=CARD_SUCCEEDS))
+    assert creating.wait(30)
+    assert services.cancel_payment(payment).status == "canceled"  # still unlinked: local
+    go_on.set()
+    thread.join(30)
+
+    assert isinstance(out[0], InvalidTransition)
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured, payment.needs_review) == ("canceled", 0, False)
+    assert _remote(dummy, payment).captured == 0
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_confirm_racing_cancel_agrees_with_the_provider(dummy, round_):
+    payment = _created_but_unlinked(dummy)
+    run_together(
+        2,
+        lambda i: (
+            services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
+            if i == 0
+            else services.cancel_payment(payment)
+        ),
+    )
+    payment.refresh_from_db()
+    remote = _remote(dummy, payment)
+    # Whoever won, the money agrees: charged and succeeded here, or charged nowhere (a
+    # provider object made after the cancel is left unpaid: nobody gets its checkout data).
+    assert payment.amount_captured == remote.captured
+    assert payment.status == ("succeeded" if remote.captured else "canceled")
+    assert not payment.needs_review
+
+
+def test_a_decline_answered_after_a_newer_attempt_moved_on_is_not_applied(dummy, monkeypatch):
+    payment = services.create_payment(amount=1000, currency="USD")
+    confirm = dummy.confirm_payment
+    declined, newer_applied = threading.Event(), threading.Event()
+
+    def slow_decline(p: Any, **kwargs: Any) -> Any:
+        result = confirm(p, **kwargs)
+        if kwargs.get("payment_method") == CARD_DECLINED:
+            declined.set()
+            assert newer_applied.wait(30)
+        return result
+
+    monkeypatch.setattr(dummy, "confirm_payment", slow_decline)
+    thread, out = in_thread(lambda: services.confirm_payment(payment, payment_method=CARD_DECLINED))
+    assert declined.wait(30)
+    newer = services.confirm_payment(payment, payment_method=CARD_REQUIRES_ACTION)
+    assert newer.status == "requires_action"
+    newer_applied.set()
+    thread.join(30)
+
+    assert isinstance(out[0], PaymentDeclined)  # the caller's card was declined
+    payment.refresh_from_db()
+    assert payment.status == _remote(dummy, payment).status.value == "requires_action"
+    assert payment.events.filter(note__startswith="declined again").count() == 1
 
 
 @pytest.mark.parametrize("round_", range(3))

@@ -145,3 +145,54 @@ def test_refund_racing_its_payment_is_applied_once_after_redelivery(server, dumm
     assert Refund.objects.filter(payment=payment).count() == 1
     assert _signals_for(signal_spy, "payment_succeeded", payment) == 1
     assert _signals_for(signal_spy, "refund_succeeded", payment) == 1
+
+
+def test_prune_leaves_an_old_failed_event_that_a_retry_is_applying(dummy, monkeypatch):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from django_paygate import services, webhooks
+    from django_paygate.signals import payment_status_changed
+
+    payment = PaymentFactory(status="pending")
+    body, headers = payment_event(dummy, payment, "succeeded")
+    monkeypatch.setattr(services, "apply_event", _raise)
+    assert webhooks.receive_webhook("dummy", body, headers).status_code == 500
+    monkeypatch.undo()
+    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(days=40))
+
+    applying, go_on = threading.Event(), threading.Event()
+
+    def slow_receiver(**kwargs: Any) -> None:  # the retry holds its transaction open
+        applying.set()
+        assert go_on.wait(30)
+
+    retried: list[Any] = []
+
+    def retry() -> None:
+        try:
+            retried.append(webhooks.receive_webhook("dummy", body, headers))
+        finally:
+            connection.close()
+
+    payment_status_changed.connect(slow_receiver, weak=False)
+    try:
+        thread = threading.Thread(target=retry)
+        thread.start()
+        assert applying.wait(30)
+        # The row the retry holds is left alone, not waited for (and then broken).
+        assert webhooks.prune_events(older_than_days=30, include_failed=True) == 0
+        go_on.set()
+        thread.join(30)
+    finally:
+        payment_status_changed.disconnect(slow_receiver)
+
+    assert retried[0].status_code == 200
+    assert WebhookEvent.objects.get().status == "processed"
+    assert get_payment_model().objects.get(pk=payment.pk).status == "succeeded"
+
+
+def _raise(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("transient")
