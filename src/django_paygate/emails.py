@@ -283,6 +283,8 @@ def build_context(notification: Notification, conf: EmailSettings) -> dict[str, 
         "dispute": dispute,
         "reference": str(payment.pk),
         "amount": format_money(payment.amount, payment.currency),
+        # What the customer paid: less than ``amount`` after a partial capture.
+        "paid": format_money(payment.amount_captured or payment.amount, payment.currency),
         "refund_amount": format_money(refund.amount, refund.currency) if refund else "",
         "dispute_amount": format_money(dispute.amount, dispute.currency) if dispute else "",
         "fully_refunded": bool(

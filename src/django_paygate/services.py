@@ -697,14 +697,26 @@ def _review(payment: AnyPayment, reason: str) -> None:
         _flag_for_review(lock_payment(payment.pk), reason, source=Source.API)
 
 
+#: What the customer is told (``failure_message`` goes into their email) when the
+#: provider refused for a reason of ours (a key, a setting), not a decline.
+NOT_STARTED_MESSAGE = "The payment could not be started. Please try again later."
+
+
 def _fail(payment: AnyPayment, exc: PaygateError) -> None:
     code = getattr(exc, "decline_code", "") or exc.code
+    declined = isinstance(exc, PaymentDeclined)
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if can_transition(locked.status, P.FAILED):
             locked.failure_code = code
-            locked.failure_message = str(exc)[:1000]
-            _change(locked, P.FAILED, source=Source.API, fields=("failure_code", "failure_message"))
+            locked.failure_message = str(exc)[:1000] if declined else NOT_STARTED_MESSAGE
+            _change(
+                locked,
+                P.FAILED,
+                source=Source.API,
+                fields=("failure_code", "failure_message"),
+                note="" if declined else str(exc),  # the operator's detail, for staff only
+            )
         elif locked.status == P.FAILED:
             _record_decline(locked, code)
 
@@ -1006,7 +1018,7 @@ def sync_stuck_payments(
     if provider:
         stuck = stuck.filter(provider=provider)
     review_before = timezone.now() - timedelta(seconds=int(paygate_settings.SYNC_REVIEW_AFTER))
-    for payment in stuck[:limit] if limit else stuck.iterator():
+    for payment in stuck.iterator() if limit is None else stuck[:limit]:
         before, error = payment.status, ""
         try:
             after = sync_payment(payment).status

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_paygate import notifications, services, signals
+from django_paygate.exceptions import ProviderError
 from django_paygate.models import Notification, get_payment_model
 from django_paygate.providers.dummy import CARD_DECLINED, CARD_SUCCEEDS, DummyProvider
 from tests.factories import UserFactory
@@ -445,3 +446,36 @@ class _Sink:
 
     def flush(self) -> None:
         pass
+
+
+def test_after_a_partial_capture_the_emails_state_what_was_paid(
+    dummy: DummyProvider, outbox: list[Any]
+) -> None:
+    payment = services.confirm_payment(_payment(capture=False), payment_method=CARD_SUCCEEDS)
+    services.capture_payment(payment, amount=1200)  # of $19.99 authorized
+    services.refund_payment(payment)
+
+    [receipt] = emails_of(outbox, "payment_succeeded")
+    [refunded] = emails_of(outbox, "refund_succeeded")
+    for message in (receipt, refunded):
+        text = message.subject + message.body + message.alternatives[0][0]
+        assert "$12.00" in text
+        assert "$19.99" not in text
+    assert "$12.00 received" in receipt.subject
+    assert "Your payment of $12.00 is now refunded in full." in refunded.body
+
+
+def test_a_refusal_of_ours_reaches_the_customer_as_a_plain_sentence(
+    dummy: DummyProvider, outbox: list[Any]
+) -> None:
+    detail = "Stripe rejected the API key (HTTP 401); check OPTIONS['secret_key'] of 'stripe'."
+    dummy.fail_next("create_payment", ProviderError(detail, provider="dummy"))
+    with pytest.raises(ProviderError):
+        _payment()
+
+    payment = get_payment_model().objects.get()
+    assert (payment.status, payment.failure_message) == ("failed", services.NOT_STARTED_MESSAGE)
+    [message] = emails_of(outbox, "payment_failed")
+    assert services.NOT_STARTED_MESSAGE in message.body
+    assert "secret_key" not in message.body + message.alternatives[0][0]
+    assert payment.events.get(to_status="failed").note == detail  # staff still see why
