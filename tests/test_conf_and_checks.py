@@ -131,3 +131,37 @@ def test_bad_rate_limits_and_networks_are_reported():
     assert ids(PROVIDERS=bad_ips) == ["paygate.W004"]
     assert "not-an-ip" in messages(PROVIDERS=bad_ips)
     assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=["300.1.1.1"]) == ["paygate.W004"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("WEBHOOK_MAX_BODY_SIZE", "1MB"),
+        ("WEBHOOK_MAX_BODY_SIZE", 0),
+        ("NOTIFICATION_LEASE", 0),
+        ("NOTIFICATION_LEASE", -60),
+        ("NOTIFICATION_MAX_ATTEMPTS", True),
+        ("SYNC_STUCK_AFTER", -1),
+        ("API_MAX_BODY_BYTES", 1.5),
+    ],
+)
+def test_integer_settings_out_of_range_are_reported(key, value):
+    assert ids(PROVIDERS={"dummy": DUMMY}, **{key: value}) == ["paygate.E001"]
+    assert f"PAYGATE[{key!r}] must be an integer" in messages(
+        PROVIDERS={"dummy": DUMMY}, **{key: value}
+    )
+
+
+def test_a_task_backend_or_cache_django_does_not_define_is_reported():
+    assert ids(PROVIDERS={"dummy": DUMMY}, TASK_BACKEND="no-such-backend") == ["paygate.E001"]
+    assert ids(PROVIDERS={"dummy": DUMMY}, TASK_BACKEND=None) == []
+    assert ids(PROVIDERS={"dummy": DUMMY}, CACHE="nope") == ["paygate.E001"]
+    assert "settings.CACHES" in messages(PROVIDERS={"dummy": DUMMY}, CACHE="nope")
+
+
+@pytest.mark.parametrize("network", ["0.0.0.0/0", "10.0.0.1/0", "::/0", "2001:db8::/16"])
+def test_networks_covering_most_of_the_internet_warn(network):
+    assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=[network]) == ["paygate.W005"]
+    allowed = {"dummy": {**DUMMY, "WEBHOOK_ALLOWED_IPS": [network]}}
+    assert ids(PROVIDERS=allowed) == ["paygate.W005"]
+    assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=["10.0.0.0/8", "fd00::/8"]) == []

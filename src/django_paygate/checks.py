@@ -107,6 +107,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W004",
                 )
             )
+        broad = security.overly_broad_network_entries(entries)
+        if broad:
+            messages.append(
+                Warning(
+                    f"{where} trusts most of the Internet: {', '.join(broad)}.",
+                    hint="A client could then choose its own address (X-Forwarded-For) or "
+                    "send webhooks from anywhere. List your proxies' or provider's networks.",
+                    id="paygate.W005",
+                )
+            )
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:
         messages.append(

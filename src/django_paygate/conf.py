@@ -63,6 +63,21 @@ DEFAULTS: Mapping[str, Any] = {
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
 
+#: Integer settings and the least value that means something (0 for a count of seconds
+#: or days that may be zero, 1 for a size, a count or a lease).
+INTEGER_MINIMUMS = {
+    "WEBHOOK_MAX_BODY_SIZE": 1,
+    "WEBHOOK_RETENTION_DAYS": 0,
+    "SYNC_STUCK_AFTER": 0,
+    "SYNC_REVIEW_AFTER": 0,
+    "NOTIFICATION_MAX_ATTEMPTS": 1,
+    "NOTIFICATION_RETRY_DELAY": 0,
+    "NOTIFICATION_LEASE": 1,
+    "API_MAX_METADATA_BYTES": 1,
+    "API_MAX_BODY_BYTES": 1,
+    "ANALYTICS_FRAUD_MIN_FAILURES": 1,
+}
+
 
 def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str) -> str:
     hint = difflib.get_close_matches(key, sorted(known), n=1)
@@ -130,6 +145,11 @@ class PaygateSettings:
             for key in raw
             if key not in DEFAULTS
         ]
+        for key, least in INTEGER_MINIMUMS.items():
+            value = raw.get(key, DEFAULTS[key])
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                problems.append(f"PAYGATE[{key!r}] must be an integer of at least {least}.")
+        problems += self._named_backend_problems(raw)
         try:
             providers = self.PROVIDERS
         except ConfigurationError as exc:
@@ -145,6 +165,23 @@ class PaygateSettings:
                 problems.append(f"{where} has no 'BACKEND'.")
             if not isinstance(conf.get("OPTIONS", {}), Mapping):
                 problems.append(f"{where}['OPTIONS'] must be a dict.")
+        return problems
+
+    @staticmethod
+    def _named_backend_problems(raw: Mapping[str, Any]) -> list[str]:
+        """A task backend or a cache that ``PAYGATE`` names but Django does not define."""
+        problems = []
+        task_backend = raw.get("TASK_BACKEND", DEFAULTS["TASK_BACKEND"])
+        tasks = getattr(settings, "TASKS", None) or {"default": {}}  # Django's own default
+        if task_backend is not None and task_backend not in tasks:
+            problems.append(
+                f"PAYGATE['TASK_BACKEND'] is {task_backend!r}, which is not in settings.TASKS "
+                "(or None): post-commit signals and emails would only go out through "
+                "paygate_send_notifications."
+            )
+        cache = raw.get("CACHE", DEFAULTS["CACHE"])
+        if cache not in settings.CACHES:
+            problems.append(f"PAYGATE['CACHE'] is {cache!r}, which is not in settings.CACHES.")
         return problems
 
 

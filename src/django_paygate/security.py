@@ -139,6 +139,22 @@ def invalid_network_entries(entries: object) -> list[str]:
     return bad
 
 
+def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[str]:
+    """The entries that cover a large part of the public Internet (``0.0.0.0/0``, ``10.0.0.1/0``).
+
+    Private ranges (``10.0.0.0/8``, ``fd00::/8``) are where proxies live: never reported.
+    """
+    if entries is None or invalid_network_entries(entries):
+        return []
+    broad = []
+    for entry in [entries] if isinstance(entries, str) else list(entries):  # type: ignore[call-overload]
+        network = ipaddress.ip_network(str(entry).strip(), strict=False)
+        short = network.prefixlen < (shortest if network.version == 4 else shortest * 4)
+        if short and not network.is_private:
+            broad.append(str(entry))
+    return broad
+
+
 def _in(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 

@@ -389,8 +389,15 @@ class StripeProvider(BaseProvider):
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
             raise ConfigurationError(f"{where}['max_network_retries'] must be an int from 0 to 10.")
         tolerance = o["webhook_tolerance"]
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
-            raise ConfigurationError(f"{where}['webhook_tolerance'] must be a positive int.")
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, int)
+            or not 0 < tolerance <= 3600
+        ):
+            # Beyond an hour a captured delivery could be replayed for that long.
+            raise ConfigurationError(
+                f"{where}['webhook_tolerance'] must be an int of seconds from 1 to 3600."
+            )
         types = o["payment_method_types"]
         if not o["automatic_payment_methods"] and (
             isinstance(types, str)

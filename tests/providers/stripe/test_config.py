@@ -72,6 +72,7 @@ def test_api_version_option() -> None:
         {"secret_key": "sk_test_x", "max_network_retries": -1},
         {"secret_key": "sk_test_x", "max_network_retries": True},
         {"secret_key": "sk_test_x", "webhook_tolerance": 0},
+        {"secret_key": "sk_test_x", "webhook_tolerance": 10**9},
         {"secret_key": "sk_test_x", "webhook_secret": ["whsec_a", 3]},
         {"secret_key": "sk_test_x", "automatic_payment_methods": False, "payment_method_types": []},
         {
