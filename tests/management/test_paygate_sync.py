@@ -3,7 +3,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from django_paygate import services
 from django_paygate.exceptions import ProviderUnavailable
@@ -72,3 +72,26 @@ def test_provider_still_down_is_reported(dummy):
         dummy.fetch_payment = original
     assert "1 errors" in out.getvalue()
     assert f"{payment.pk}: ProviderUnavailable: still down" in err.getvalue()
+
+
+def test_limit_takes_that_many(dummy):
+    for amount in (100, 200, 300):
+        services.create_payment(amount=amount, currency="USD")
+    age_all()
+    out = StringIO()
+    call_command("paygate_sync", "--limit", "2", stdout=out)
+    assert "Synced 2 payment(s)" in out.getvalue()
+    out = StringIO()
+    call_command("paygate_sync", "--dry-run", "--limit", "1", stdout=out)
+    assert "1 stuck payment(s); nothing changed" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "arguments", [("--limit", "0"), ("--limit", "-1"), ("--older-than", "-3600")]
+)
+def test_limits_that_mean_nothing_are_refused(dummy, arguments):
+    services.create_payment(amount=100, currency="USD")
+    age_all()
+    with pytest.raises(CommandError, match="must be at least"):
+        call_command("paygate_sync", *arguments, stdout=StringIO())
+    assert not get_payment_model().objects.get().needs_review  # nothing ran

@@ -8,8 +8,9 @@ import pytest
 from django.test import override_settings
 
 from django_paygate import services
-from django_paygate.exceptions import PaymentDeclined
+from django_paygate.exceptions import PaymentDeclined, ProviderUnavailable
 from django_paygate.models import WebhookEvent
+from django_paygate.providers import get_provider
 from django_paygate.testing import fakes
 from django_paygate.testing.fakes import (
     CARD_DECLINED,
@@ -124,3 +125,21 @@ def test_find_dummy_provider_when_none_is_configured():
         pytest.raises(LookupError, match="No DummyProvider"),
     ):
         find_dummy_provider()
+
+
+def test_paygate_dummy_stays_the_services_provider_when_other_settings_change(
+    paygate_dummy, settings
+):
+    settings.PAYGATE = {**settings.PAYGATE, "EMAILS": {"SITE_NAME": "Shop"}}
+    paygate_dummy.fail_next("confirm_payment")
+    with pytest.raises(ProviderUnavailable):
+        pay(make_payment())
+    assert get_provider("dummy") is paygate_dummy
+
+
+def test_a_changed_provider_entry_builds_a_new_provider(paygate_dummy, settings):
+    providers = settings.PAYGATE["PROVIDERS"]
+    entry = {**providers["dummy"], "OPTIONS": {"webhook_secret": "another-secret"}}
+    settings.PAYGATE = {**settings.PAYGATE, "PROVIDERS": {**providers, "dummy": entry}}
+    assert get_provider("dummy") is not paygate_dummy
+    assert get_provider("dummy").webhook_secrets() == ["another-secret"]

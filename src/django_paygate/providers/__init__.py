@@ -7,9 +7,11 @@ group, which is how third-party packages offer their providers::
     [project.entry-points."django_paygate.providers"]
     acme = "acme_paygate.provider:AcmeProvider"
 
-One instance is built per alias and kept until ``PAYGATE`` changes
-(``override_settings`` included), so each instance owns its SDK client and
-nothing is global.
+One instance is built per alias and kept until that alias's entry in
+``PAYGATE["PROVIDERS"]`` changes (``override_settings`` included; a change of
+another key, such as ``EMAILS``, keeps it), so each instance owns its SDK
+client, nothing is global, and a test's handle on a provider stays the one
+the services use.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ ENTRY_POINT_GROUP = "django_paygate.providers"
 
 _lock = threading.Lock()
 _instances: dict[str, BaseProvider] = {}
+#: The configuration each instance was built from.
+_built_from: dict[str, dict[str, Any]] = {}
 
 
 def load_backend(backend: str) -> type[BaseProvider]:
@@ -69,6 +73,7 @@ def get_provider(alias: str | None = None) -> BaseProvider:
         provider = _instances.get(alias)
         if provider is None:
             provider = _instances[alias] = build_provider(alias, config)
+            _built_from[alias] = config
     return provider
 
 
@@ -81,12 +86,22 @@ def reset_providers() -> None:
     """Forget the built instances (the next call builds them again from settings)."""
     with _lock:
         _instances.clear()
+        _built_from.clear()
 
 
 @receiver(setting_changed)
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "PAYGATE":
+    if setting != "PAYGATE":
+        return
+    try:
+        configured = paygate_settings.PROVIDERS
+    except ConfigurationError:
         reset_providers()
+        return
+    with _lock:
+        for alias in [a for a, built in _built_from.items() if configured.get(a) != built]:
+            _instances.pop(alias, None)
+            _built_from.pop(alias, None)
 
 
 __all__ = ["BaseProvider", "get_provider", "get_providers", "load_backend", "reset_providers"]

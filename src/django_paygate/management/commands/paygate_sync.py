@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_paygate import services
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        return value
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -19,22 +30,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=int,
+            type=_at_least(0),
             default=None,
             metavar="SECONDS",
             help="Only payments untouched for this long (default: PAYGATE['SYNC_STUCK_AFTER']).",
         )
         parser.add_argument("--provider", help="Only this provider alias.")
-        parser.add_argument("--limit", type=int, default=None, help="At most this many payments.")
+        parser.add_argument(
+            "--limit", type=_at_least(1), default=None, help="At most this many payments."
+        )
         parser.add_argument("--dry-run", action="store_true", help="List them; change nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         stuck = services.find_stuck_payments(options["older_than"])
         if options["provider"]:
             stuck = stuck.filter(provider=options["provider"])
-        total = stuck.count() if not options["limit"] else min(stuck.count(), options["limit"])
+        limit = options["limit"]
+        total = stuck.count() if limit is None else min(stuck.count(), limit)
         if options["dry_run"]:
-            for payment in stuck[: options["limit"]] if options["limit"] else stuck:
+            for payment in stuck[:limit]:
                 self.stdout.write(
                     f"{payment.pk}  {payment.provider}  {payment.status}  "
                     f"updated {payment.updated_at:%Y-%m-%d %H:%M}"
