@@ -293,6 +293,8 @@ def _apply_payment(
         fields.append("provider_data")
 
     problem = _mismatch(payment, result)
+    if not problem and (result.amount_refunded or 0) > payment.amount_refunded:
+        problem = _unrecorded_refunds(payment, result.amount_refunded or 0)
     if not problem and status == P.SUCCEEDED and not current_news:
         # Money was taken for a payment we consider over (an abandoned order paid
         # later): never dropped silently, never applied blindly.
@@ -338,6 +340,23 @@ def _mismatch(payment: AnyPayment, result: ProviderPayment) -> str:
     if result.amount is not None and result.amount != payment.amount:
         return f"provider amount {result.amount} differs from {payment.amount}"
     return ""
+
+
+def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> str:
+    """Why a provider's refunded total is more than this payment's refunds explain, or "".
+
+    Some events give only the total (Stripe's ``charge.refunded`` on API versions
+    2022-11-15 to 2024-10-27); refunds made at the provider that no event names
+    are recorded by a sync.
+    """
+    pending = Refund.objects.filter(payment=payment, status=RefundStatus.PENDING.value)
+    explained = payment.amount_refunded + (pending.aggregate(s=Sum("amount"))["s"] or 0)
+    if refunded <= explained:
+        return ""
+    return (
+        f"provider reports {refunded} refunded, {payment.amount_refunded} recorded here; "
+        "sync the payment to record its refunds"
+    )
 
 
 def _refund_reserved(payment: AnyPayment) -> int:

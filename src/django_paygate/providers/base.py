@@ -90,6 +90,8 @@ class ProviderPayment:
     next_action: Mapping[str, Any] | None = field(default=None, repr=False)
     provider_data: Mapping[str, Any] = field(default_factory=dict)
     refunds: tuple[ProviderRefund, ...] = ()
+    #: Total refunded at the provider, when that is all it says about refunds.
+    amount_refunded: int | None = None
     #: Our Payment's id, when the provider echoes it back (metadata / receipt).
     our_payment_id: str | None = None
 

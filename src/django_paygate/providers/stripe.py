@@ -252,7 +252,17 @@ PAYMENT_EVENTS = frozenset(
         "payment_intent.amount_capturable_updated",
     }
 )
-REFUND_EVENTS = frozenset({"charge.refunded", "refund.created", "refund.updated", "refund.failed"})
+REFUND_EVENTS = frozenset(
+    {
+        "charge.refunded",
+        "charge.refund.updated",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+    }
+)
+#: From this API version on, refund.* events are sent for card refunds too.
+REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
 DISPUTE_EVENTS = frozenset(
     {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
 )
@@ -908,8 +918,16 @@ class StripeProvider(BaseProvider):
         obj = _dict(_dict(event.get("data")).get("object"))
         if event.get("object") != "event" or not obj:
             return base
+        livemode = event.get("livemode")
+        mode = self.livemode
+        if event.get("account") or (isinstance(livemode, bool) and mode not in (None, livemode)):
+            # A connected account's object, or one of the other mode (a Connect endpoint
+            # also gets test events): never one of our PaymentIntents, whatever its
+            # metadata says.
+            logger.warning("Stripe event %s is not about this account and mode.", event_id)
+            return base
         try:
-            return self._event_update(base, event_type, obj)
+            return self._event_update(base, event_type, obj, _str(event.get("api_version")))
         except InvalidAmount as exc:
             # Signed by Stripe, so not garbage: an object in a currency we never charge in
             # (another integration on the account, an old charge) is not ours. Refusing it
@@ -917,8 +935,18 @@ class StripeProvider(BaseProvider):
             logger.warning("Stripe event %s left unapplied: %s", event_id, exc)
             return base
 
+    @property
+    def livemode(self) -> bool | None:
+        """True for a live secret key, False for a test one, None if the key says neither."""
+        key = str(self.options["secret_key"])
+        if key.startswith(("sk_live_", "rk_live_")):
+            return True
+        if key.startswith(("sk_test_", "rk_test_")):
+            return False
+        return None
+
     def _event_update(
-        self, base: ProviderEvent, event_type: str, obj: dict[str, Any]
+        self, base: ProviderEvent, event_type: str, obj: dict[str, Any], api_version: str = ""
     ) -> ProviderEvent:
         kind = _str(obj.get("object"))
         if event_type in PAYMENT_EVENTS and kind == "payment_intent":
@@ -929,7 +957,11 @@ class StripeProvider(BaseProvider):
         if event_type == "charge.refunded" and kind == "charge":
             data = _dict(obj.get("refunds")).get("data")
             refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
-            if not refunds:  # recent API versions omit the list: the refund.* events carry it
+            if not refunds and api_version and api_version < REFUND_EVENTS_FOR_ALL_REFUNDS:
+                # From 2022-11-15 to 2024-10-27 the charge has no refunds list and card
+                # refunds send no refund.* event: the total is all there is to go on.
+                return _with(base, payment=self._refunded_total(obj))
+            if not refunds:  # from 2024-10-28 the refund.* events carry it
                 return base
             newest = max(refunds, key=lambda r: r.get("created") or 0)
             refund = self.refund_from_object(
@@ -945,6 +977,16 @@ class StripeProvider(BaseProvider):
         if event_type in DISPUTE_EVENTS and kind == "dispute":
             return _with(base, dispute=self.dispute_from_object(obj, event_type))
         return base
+
+    def _refunded_total(self, charge: Mapping[str, Any]) -> ProviderPayment | None:
+        """What a ``charge.refunded`` without a refunds list says: the total refunded."""
+        pid = _id_of(charge.get("payment_intent"))
+        refunded = charge.get("amount_refunded")
+        currency = _str(charge.get("currency")).upper()
+        if not pid or isinstance(refunded, bool) or not isinstance(refunded, int) or refunded <= 0:
+            return None
+        total = from_stripe_amount(refunded, currency)
+        return ProviderPayment(pid, None, currency=currency, amount_refunded=total)
 
 
 class AmountRefused(InvalidAmount, ProviderError):

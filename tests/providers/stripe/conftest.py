@@ -74,8 +74,10 @@ def sign(
     return ",".join([f"t={ts}", *(f"v1={sig}" for sig in v1)])
 
 
-def event_body(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
-    """A Stripe snapshot event, pretty-printed as Stripe sends it."""
+def event_body(
+    event_type: str, obj: dict[str, Any], *, event_id: str | None = None, **envelope: Any
+) -> bytes:
+    """A Stripe snapshot event, pretty-printed as Stripe sends it; ``envelope`` overrides."""
     event = {
         "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
         "object": "event",
@@ -84,6 +86,7 @@ def event_body(event_type: str, obj: dict[str, Any], *, event_id: str | None = N
         "type": event_type,
         "livemode": False,
         "data": {"object": obj},
+        **envelope,
     }
     return json.dumps(event, indent=2).encode()
 
