@@ -197,6 +197,9 @@ class Refund(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     succeeded_at = models.DateTimeField(_("succeeded"), null=True, blank=True)
 
+    #: True when ``refund_payment`` returned an existing refund for its idempotency key.
+    replayed: bool = False
+
     class Meta:
         verbose_name = _("refund")
         verbose_name_plural = _("refunds")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -300,7 +300,9 @@ def _apply_payment(
         # later): never dropped silently, never applied blindly.
         problem = f"provider reports the payment captured, but it is {current} here"
     if not problem and status == P.SUCCEEDED and current_news:
-        captured = result.amount_captured if result.amount_captured else payment.amount
+        # An update that does not say how much was taken never raises a partial capture;
+        # with nothing captured yet, it means the whole amount.
+        captured = result.amount_captured or payment.amount_captured or payment.amount
         if captured > payment.amount:
             problem = f"provider reports {captured} captured of {payment.amount}"
         elif captured > payment.amount_captured:
@@ -869,6 +871,7 @@ def refund_payment(
     amount: int | None = None,
     reason: str = "",
     user: UserLike = None,
+    idempotency_key: str | None = None,
 ) -> Refund:
     """Refund ``amount`` (default: all that is left) of a captured payment.
 
@@ -878,43 +881,74 @@ def refund_payment(
     for a payment with nothing captured, :class:`ProviderUnavailable` when the
     outcome is unknown (the refund stays ``pending`` and reserved until
     ``sync_payment`` settles it with the same idempotency key).
+
+    With ``idempotency_key``, a retry (after a timeout, a double click) is the
+    same refund: it is returned (``replayed`` set), and sent again with the
+    same provider key while it has no answer; another amount with the same key
+    raises :class:`IdempotencyConflict`.
     """
+    stored_key = _refund_key(payment, idempotency_key) if idempotency_key else None
     with transaction.atomic():
         locked = lock_payment(payment.pk)
-        if locked.status not in {P.SUCCEEDED, P.PARTIALLY_REFUNDED}:
-            raise InvalidTransition(f"A {locked.status} payment cannot be refunded.")
-        left = locked.amount_captured - _refund_reserved(locked)
-        if amount is None:
-            amount = left
-            if amount <= 0:
-                raise RefundExceedsCaptured("Nothing is left to refund.")
-        amount = money.validate_minor(amount, locked.currency)
-        if amount > left:
-            raise RefundExceedsCaptured(
-                f"Cannot refund {money.format_money(amount, locked.currency)}: "
-                f"{money.format_money(left, locked.currency)} is left to refund."
-            )
-        refund_id = uuid.uuid4()
-        refund = Refund.objects.create(
-            id=refund_id,
-            payment=locked,
+        earlier = Refund.objects.filter(idempotency_key=stored_key).first() if stored_key else None
+        if earlier is None:
+            refund = _reserve_refund(locked, amount, reason, user, stored_key)
+        elif amount is not None and amount != earlier.amount:
+            raise IdempotencyConflict("This idempotency key was used with another amount.")
+    if earlier is None:
+        return _send_refund(locked, refund)
+    if earlier.status == RefundStatus.PENDING.value and not earlier.provider_refund_id:
+        # Never answered (a timeout, a crash): asked again under the same provider key,
+        # which the provider answers with the refund it made, or makes it now, once.
+        earlier = _send_refund(locked, earlier)
+    earlier.replayed = True
+    return earlier
+
+
+def _refund_key(payment: AbstractPayment, idempotency_key: str) -> str:
+    """The stored (and provider) key of a caller's refund key: bounded, scoped to the payment."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"paygate-refund-{payment.pk}-{digest}"
+
+
+def _reserve_refund(
+    locked: AnyPayment, amount: int | None, reason: str, user: UserLike, key: str | None
+) -> Refund:
+    """Write a ``pending`` refund of a locked payment, which reserves its amount."""
+    if locked.status not in {P.SUCCEEDED, P.PARTIALLY_REFUNDED}:
+        raise InvalidTransition(f"A {locked.status} payment cannot be refunded.")
+    left = locked.amount_captured - _refund_reserved(locked)
+    if amount is None:
+        amount = left
+        if amount <= 0:
+            raise RefundExceedsCaptured("Nothing is left to refund.")
+    amount = money.validate_minor(amount, locked.currency)
+    if amount > left:
+        raise RefundExceedsCaptured(
+            f"Cannot refund {money.format_money(amount, locked.currency)}: "
+            f"{money.format_money(left, locked.currency)} is left to refund."
+        )
+    refund_id = uuid.uuid4()
+    refund = Refund.objects.create(
+        id=refund_id,
+        payment=locked,
+        amount=amount,
+        currency=locked.currency,
+        reason=reason[:500],
+        created_by=_user_or_none(user),
+        idempotency_key=key or f"paygate-refund-{refund_id}",
+    )
+    _write(
+        _audit(
+            locked,
+            Source.API,
             amount=amount,
-            currency=locked.currency,
-            reason=reason[:500],
-            created_by=_user_or_none(user),
-            idempotency_key=f"paygate-refund-{refund_id}",
+            refund=refund,
+            user=_user_or_none(user),
+            note=f"refund requested: {reason}",
         )
-        _write(
-            _audit(
-                locked,
-                Source.API,
-                amount=amount,
-                refund=refund,
-                user=_user_or_none(user),
-                note=f"refund requested: {reason}",
-            )
-        )
-    return _send_refund(locked, refund)
+    )
+    return refund
 
 
 def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API) -> Refund:
@@ -988,7 +1022,7 @@ def sync_payment(payment: AbstractPayment) -> AnyPayment:
 
 
 def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
-    """Payments in flight, or with unanswered refunds, untouched for a while."""
+    """Payments in flight or authorized, or with unanswered refunds, untouched for a while."""
     from datetime import timedelta
 
     from django_paygate.conf import paygate_settings
@@ -999,12 +1033,20 @@ def find_stuck_payments(older_than_seconds: int | None = None) -> Any:
     cutoff = timezone.now() - timedelta(seconds=seconds)
     in_flight = [s.value for s in (P.PENDING, P.REQUIRES_ACTION, P.PROCESSING)]
     # A refund's age is its own: one sent a moment ago on an old payment is not stuck.
-    unanswered = Q(refunds__status=RefundStatus.PENDING.value, refunds__updated_at__lt=cutoff)
+    unanswered = Exists(
+        Refund.objects.filter(
+            payment=OuterRef("pk"), status=RefundStatus.PENDING.value, updated_at__lt=cutoff
+        )
+    )
+    # An authorization is held on purpose, but a capture or a cancel whose answer was
+    # lost leaves it authorized too; the provider may also have let it expire. Those
+    # come after the payments in flight, so a --limit never starves them.
+    held_status = P.AUTHORIZED.value
+    held = Q(status=held_status)
     return (
         get_payment_model()
-        .objects.filter(Q(status__in=in_flight, updated_at__lt=cutoff) | unanswered)
-        .distinct()
-        .order_by("updated_at")
+        .objects.filter(Q(status__in=[*in_flight, held_status], updated_at__lt=cutoff) | unanswered)
+        .order_by(Case(When(held, then=1), default=0), "updated_at")
     )
 
 
@@ -1044,7 +1086,8 @@ def sync_stuck_payments(
         except PaygateError as exc:
             after, error = payment.status, f"{type(exc).__name__}: {exc}"
         flagged = False
-        still_open = after in IN_FLIGHT_PAYMENT_STATUSES or error
+        # A held authorization the provider could not be asked about is still just held.
+        still_open = after in IN_FLIGHT_PAYMENT_STATUSES or (error and before != P.AUTHORIZED)
         if still_open and payment.created_at < review_before and not payment.needs_review:
             _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
             flagged = True

@@ -216,3 +216,19 @@ def test_concurrent_confirm_and_webhook_give_one_transition(dummy, signal_spy):
         payment.events.filter(to_status="succeeded").exclude(from_status="succeeded").count() == 1
     )
     assert signal_spy.count("payment_succeeded") == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_twenty_concurrent_refunds_with_one_key_make_one_refund(dummy, round_):
+    payment = services.create_payment(amount=1000, currency="USD")
+    payment = services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
+
+    results = run_together(
+        20, lambda i: services.refund_payment(payment, amount=300, idempotency_key="rma-1")
+    )
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert len({r.pk for r in results}) == 1
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, Refund.objects.filter(payment=payment).count()) == (300, 1)
+    assert sum(r.amount for r in _remote(dummy, payment).refunds.values()) == 300

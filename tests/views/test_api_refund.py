@@ -135,3 +135,48 @@ def test_unknown_payment_is_404(refund_api: Api) -> None:
         "process_refund", {"payment_id": "00000000-0000-0000-0000-000000000000"}
     )
     assert response.status_code == 404
+
+
+def test_a_refund_retried_with_its_idempotency_key_refunds_once(
+    refund_api: Api, paid: Any, dummy: Any
+) -> None:
+    body = {"payment_id": str(paid.pk), "amount": 500}
+    dummy.fail_next("refund_payment", after=True)  # refunded at the provider, answer lost
+    lost = refund_api.post("process_refund", body, **{"Idempotency-Key": "rma-7"})
+    assert lost.status_code == 503
+
+    retried = refund_api.post("process_refund", body, **{"Idempotency-Key": "rma-7"})
+
+    assert retried.status_code == 200
+    assert retried.json_body["refund"]["status"] == "succeeded"
+    assert retried.json_body["payment"]["amount_refunded"] == 500
+    assert Refund.objects.count() == 1
+    again = refund_api.post("process_refund", body, **{"Idempotency-Key": "rma-7"})
+    assert (again.status_code, again.json_body["refund"]["id"]) == (
+        200,
+        retried.json_body["refund"]["id"],
+    )
+
+
+def test_a_refund_key_reused_with_another_amount_is_409(refund_api: Api, paid: Any) -> None:
+    first = {"payment_id": str(paid.pk), "amount": 500}
+    assert (
+        refund_api.post("process_refund", first, **{"Idempotency-Key": "rma-8"}).status_code == 201
+    )
+
+    other = refund_api.post(
+        "process_refund", {**first, "amount": 600}, **{"Idempotency-Key": "rma-8"}
+    )
+
+    assert other.status_code == 409
+    assert other.json_body["error"]["code"] == "idempotency_conflict"
+    assert Refund.objects.get().amount == 500
+
+
+def test_a_malformed_refund_idempotency_key_is_400(refund_api: Api, paid: Any) -> None:
+    response = refund_api.post(
+        "process_refund", {"payment_id": str(paid.pk)}, **{"Idempotency-Key": "has space"}
+    )
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json_body["error"]["fields"]
+    assert not Refund.objects.exists()

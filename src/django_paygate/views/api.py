@@ -486,6 +486,18 @@ def refund_json(refund: Refund, *, staff: bool = False) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
+def _idempotency_key(request: HttpRequest, errors: dict[str, str]) -> str | None:
+    """The request's ``Idempotency-Key`` header, or ``None``; a malformed one is an error."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (
+        0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and _IDEMPOTENCY_KEY.fullmatch(key)
+    ):
+        errors["Idempotency-Key"] = (
+            f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, no spaces."
+        )
+    return key
+
+
 @api_endpoint("create_intent", ("POST",), "user")
 def create_intent(request: HttpRequest) -> HttpResponse:
     """``POST create_intent/``: create a payment for the logged-in user.
@@ -497,13 +509,7 @@ def create_intent(request: HttpRequest) -> HttpResponse:
     data = read_json(request)
     errors = _unknown(data, CREATE_FIELDS)
 
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (
-        0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and _IDEMPOTENCY_KEY.fullmatch(key)
-    ):
-        errors["Idempotency-Key"] = (
-            f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, no spaces."
-        )
+    key = _idempotency_key(request, errors)
 
     currency: str | None = None
     if data.get("currency") is None:
@@ -622,7 +628,10 @@ def process_refund(request: HttpRequest) -> HttpResponse:
     """``POST process_refund/``: refund all or part of a payment (staff with permission).
 
     201 with the refund and the payment. The refund records who asked
-    (``created_by``) and why (``reason``), and so does the audit trail.
+    (``created_by``) and why (``reason``), and so does the audit trail. With an
+    ``Idempotency-Key`` header, a retry of the same refund (after a timeout)
+    answers 200 with it instead of refunding again; the same key with another
+    amount answers 409.
     """
     if not request.user.has_perm("paygate.refund_payment"):
         raise ApiError(403, "permission_denied", "You may not refund payments.")
@@ -637,6 +646,7 @@ def process_refund(request: HttpRequest) -> HttpResponse:
     if raw_amount is not None:
         _amount(raw_amount, None, errors)  # the type now; the value with the currency below
     reason = _string(data, "reason", errors, max_length=MAX_REASON_LENGTH)
+    key = _idempotency_key(request, errors)
     if errors:
         raise invalid(errors)
 
@@ -647,13 +657,19 @@ def process_refund(request: HttpRequest) -> HttpResponse:
         if errors:
             raise invalid(errors)
     try:
-        refund = services.refund_payment(payment, amount=amount, reason=reason, user=request.user)
+        refund = services.refund_payment(
+            payment,
+            amount=amount,
+            reason=reason,
+            user=request.user,
+            idempotency_key=f"api:{request.user.pk}:{key}" if key else None,
+        )
     except TypeError as exc:
         raise invalid({}, str(exc)) from exc
     payment = payment_for(request, str(payment.pk), staff_sees_all=True)
     return json_response(
         {"refund": refund_json(refund, staff=True), "payment": payment_json(payment, staff=True)},
-        status=201,
+        status=200 if refund.replayed else 201,
     )
 
 

@@ -23,8 +23,8 @@ def _at_least(low: int) -> Any:
 
 class Command(BaseCommand):
     help = (
-        "Pull the truth from the provider for payments stuck in flight (or with unanswered "
-        "refunds) for longer than a threshold, and apply it."
+        "Pull the truth from the provider for payments stuck in flight or authorized (or with "
+        "unanswered refunds) for longer than a threshold, and apply it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
