@@ -283,6 +283,13 @@ def _apply_payment(
         or status == current
         or (status == P.SUCCEEDED and current in PAID_STATUSES)
     )
+    other = _other_object(payment, result.provider_data)
+    if other and status == P.CANCELED and current == P.AUTHORIZED:
+        # An authorization released that is not the one this payment rests on
+        # (Razorpay: another attempt on the order): news about that one only.
+        moves = current_news = False
+    if other and current in PAID_STATUSES:
+        current_news = False  # never repoint a paid payment at another object
     fields: list[str] = []
     if result.provider_payment_id and not payment.provider_payment_id:
         payment.provider_payment_id = result.provider_payment_id
@@ -295,6 +302,8 @@ def _apply_payment(
     problem = _mismatch(payment, result)
     if not problem and (result.amount_refunded or 0) > payment.amount_refunded:
         problem = _unrecorded_refunds(payment, result.amount_refunded or 0)
+    if not problem and other and status == P.SUCCEEDED and current in PAID_STATUSES:
+        problem = f"provider reports a second capture: {other}"
     if not problem and status == P.SUCCEEDED and not current_news:
         # Money was taken for a payment we consider over (an abandoned order paid
         # later): never dropped silently, never applied blindly.
@@ -334,6 +343,17 @@ def _apply_payment(
         user=user,
     )
     return True
+
+
+def _other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
+    """The attempt ``reported`` names when it is not the one ``payment`` rests on, or "".
+
+    Only for providers whose payment may have several attempts (``attempt_key``:
+    Razorpay's payments on one order).
+    """
+    key = get_provider(payment.provider).attempt_key
+    mine, theirs = payment.provider_data.get(key), reported.get(key)
+    return f"{key} {theirs}, not {mine}" if key and mine and theirs and mine != theirs else ""
 
 
 def _mismatch(payment: AnyPayment, result: ProviderPayment) -> str:
@@ -402,6 +422,15 @@ def _apply_refund(
             webhook_event=webhook_event,
         )
         return refund
+    other = "" if refund is not None else _other_object(payment, result.provider_data)
+    if other:
+        _flag_for_review(
+            payment,
+            f"refund {result.provider_refund_id} of {result.amount} is for {other}",
+            source=source,
+            webhook_event=webhook_event,
+        )
+        return None
     if refund is None:
         final = result.status in {RefundStatus.FAILED, RefundStatus.CANCELED}
         # A final refund is recorded too (it holds nothing), so that its earlier

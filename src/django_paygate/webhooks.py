@@ -58,7 +58,12 @@ from django_paygate.exceptions import UnknownProvider, WebhookVerificationError
 from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent
-from django_paygate.states import PAID_STATUSES, REFUND_RESERVING_STATUSES, PaymentStatus
+from django_paygate.states import (
+    FINAL_PAYMENT_STATUSES,
+    PAID_STATUSES,
+    REFUND_RESERVING_STATUSES,
+    PaymentStatus,
+)
 
 if TYPE_CHECKING:
     from django_paygate.models import Payment as AnyPayment
@@ -257,7 +262,11 @@ def _too_early(payment: AbstractPayment, event: ProviderEvent) -> str:
     refund = event.refund
     if refund is None or refund.status not in REFUND_RESERVING_STATUSES:
         return ""
-    if PaymentStatus(payment.status) in PAID_STATUSES:
+    status = PaymentStatus(payment.status)
+    if status in PAID_STATUSES or status in FINAL_PAYMENT_STATUSES:
+        # A final payment will never catch up (a canceled order the customer paid
+        # anyway): waiting would only have the provider retry, then disable the
+        # endpoint. The services flag what does not fit.
         return ""
     return f"refund {refund.provider_refund_id} for a {payment.status} payment"
 

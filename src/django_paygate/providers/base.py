@@ -53,6 +53,8 @@ class ProviderRefund:
     #: Our Refund's id, when the provider echoes it back (metadata / notes).
     our_refund_id: str | None = None
     failure_reason: str = ""
+    #: References to the provider object the refund is taken from (as in ProviderPayment).
+    provider_data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,10 @@ class BaseProvider:
     minimum_amounts: ClassVar[Mapping[str, int]] = {}
     #: Header keys (lower case) worth keeping on a stored webhook event.
     webhook_headers_to_keep: ClassVar[tuple[str, ...]] = ("user-agent", "content-type")
+
+    #: The ``provider_data`` key naming one attempt, for a provider whose payment
+    #: may have several (each may be captured or refunded on its own); "" for none.
+    attempt_key: ClassVar[str] = ""
 
     def __init__(self, alias: str, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.default_options))

@@ -320,6 +320,7 @@ class RazorpayProvider(BaseProvider):
         code: 10 ** money.CURRENCY_EXPONENTS[code] for code in supported_currencies
     }
     webhook_headers_to_keep = ("user-agent", "content-type", "x-razorpay-event-id")
+    attempt_key = "razorpay_payment_id"
 
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
@@ -765,7 +766,11 @@ class RazorpayProvider(BaseProvider):
             if not order:
                 return ProviderPayment(provider_payment_id=None, status=None)
             order_id = _str(order.get("id"))
-        chosen, status = self._choose(self._order_payments(order_id))
+        entities = self._order_payments(order_id)
+        chosen, status = self._choose(entities)
+        captured = [e for e in entities if _payment_status(e) == P.SUCCEEDED]
+        stored = _str(_dict(payment.provider_data).get("razorpay_payment_id"))
+        chosen = next((e for e in captured if e.get("id") == stored), chosen)
         if chosen is None:
             return ProviderPayment(
                 provider_payment_id=order_id,
@@ -780,7 +785,12 @@ class RazorpayProvider(BaseProvider):
             refunds = tuple(
                 self._refund_result(r, order_id) for r in self._refunds(_str(chosen.get("id")))
             )
-        return self._result(payment, order_id, chosen, status, refunds=refunds)
+        result = self._result(payment, order_id, chosen, status, refunds=refunds)
+        if len(captured) > 1:
+            # The customer paid twice: report all of it, so the payment is flagged.
+            total = sum(_int(e.get("amount")) or 0 for e in captured)
+            result = replace(result, amount_captured=total)
+        return result
 
     def _refunds(self, payment_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -839,6 +849,11 @@ class RazorpayProvider(BaseProvider):
             currency=_str(entity.get("currency")),
             provider_payment_id=order_id,
             our_refund_id=our_id if isinstance(our_id, str) else None,
+            provider_data=(
+                {"razorpay_payment_id": _str(entity.get("payment_id"))}
+                if _PAYMENT_ID.fullmatch(_str(entity.get("payment_id")))
+                else {}
+            ),
         )
 
     # -- webhooks -------------------------------------------------------------
@@ -883,6 +898,10 @@ class RazorpayProvider(BaseProvider):
 
         order_id = _str(order.get("id")) or _str(pay.get("order_id"))
         order_id = order_id if _ORDER_ID.fullmatch(order_id) else ""
+        if pay and not order_id:
+            # Every payment of ours is on an order: an orderless one (Checkout opened
+            # with our public key_id) is not ours, whatever its browser-set notes say.
+            return ProviderEvent(event_id=event_id, type=event_type[:128])
         our_id = (
             _str(_notes(refund).get(NOTE_PAYMENT_ID))
             or _str(_notes(pay).get(NOTE_PAYMENT_ID))
@@ -926,6 +945,12 @@ class RazorpayProvider(BaseProvider):
                         provider_payment_id=order_id or None,
                         status=P.CANCELED,
                         our_payment_id=our_id,
+                        # Which attempt was released: another one may still be authorized.
+                        provider_data=(
+                            {"razorpay_payment_id": _str(pay.get("id"))}
+                            if _PAYMENT_ID.fullmatch(_str(pay.get("id")))
+                            else {}
+                        ),
                     ),
                 )
             return replace(

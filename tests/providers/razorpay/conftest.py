@@ -30,6 +30,7 @@ from django_paygate.providers.razorpay import RazorpayProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API = "https://api.razorpay.com/v1"
+WEBHOOK_URL = "/api/payments/webhooks/razorpay/"
 
 KEY_ID = "rzp_test_PaygateKeyId01"
 KEY_SECRET = "rzp-key-secret-3c1e5a9f7b2d4e6f"

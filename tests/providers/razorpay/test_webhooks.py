@@ -16,6 +16,7 @@ from django_paygate.providers.razorpay import RazorpayProvider
 from .conftest import (
     OLD_WEBHOOK_SECRET,
     WEBHOOK_SECRET,
+    WEBHOOK_URL,
     WRONG_SECRET,
     copy_entity,
     event_body,
@@ -26,7 +27,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-URL = "/api/payments/webhooks/razorpay/"
+URL = WEBHOOK_URL
 ORDER = "order_PgWebhook00001"
 PAY = "pay_PgWebhook00001"
 
