@@ -371,9 +371,7 @@ def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> str:
     2022-11-15 to 2024-10-27); refunds made at the provider that no event names
     are recorded by a sync.
     """
-    pending = Refund.objects.filter(payment=payment, status=RefundStatus.PENDING.value)
-    explained = payment.amount_refunded + (pending.aggregate(s=Sum("amount"))["s"] or 0)
-    if refunded <= explained:
+    if refunded <= _refund_reserved(payment, disputes=False):
         return ""
     return (
         f"provider reports {refunded} refunded, {payment.amount_refunded} recorded here; "
@@ -381,21 +379,23 @@ def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> str:
     )
 
 
-def _refund_reserved(payment: AnyPayment) -> int:
+def _refund_reserved(payment: AnyPayment, *, disputes: bool = True) -> int:
     """What no new refund of a locked payment may take, in one query.
 
     What was refunded, what pending refunds hold, and what open or lost
     disputes withdrew: a chargeback already gave that money back to the
-    customer, so refunding it too would pay them twice.
+    customer, so refunding it too would pay them twice. ``disputes=False``
+    leaves the disputes out: what the refunds alone account for.
     """
 
     def total(rows: QuerySet[Any]) -> Coalesce:
         summed = rows.filter(payment=OuterRef("pk")).values("payment").annotate(s=Sum("amount"))
         return Coalesce(Subquery(summed.values("s")), 0)
 
-    pending = total(Refund.objects.filter(status=RefundStatus.PENDING.value))
-    disputed = total(Dispute.objects.filter(status__in=DISPUTE_WITHDRAWING_STATUSES))
-    held = type(payment).objects.filter(pk=payment.pk).values_list(pending, disputed).get()
+    held_by = [total(Refund.objects.filter(status=RefundStatus.PENDING.value))]
+    if disputes:
+        held_by.append(total(Dispute.objects.filter(status__in=DISPUTE_WITHDRAWING_STATUSES)))
+    held = type(payment).objects.filter(pk=payment.pk).values_list(*held_by).get()
     return payment.amount_refunded + sum(held)
 
 

@@ -166,6 +166,8 @@ DISPUTE_EVENT_PREFIX = "payment.dispute."
 
 # Ids that go into URL paths: never anything but Razorpay's own id shapes.
 _PAYMENT_ID = re.compile(r"pay_[A-Za-z0-9]{1,64}")
+#: The ``provider_data`` key of the attempt a payment rests on.
+ATTEMPT_KEY = "razorpay_payment_id"
 _ORDER_ID = re.compile(r"order_[A-Za-z0-9]{1,64}")
 _REFUND_KEY = re.compile(r"[A-Za-z0-9_-]{10,64}")
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
@@ -238,6 +240,16 @@ class _GuardedSession(requests.Session):
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _attempt(payment_id: str) -> dict[str, str]:
+    """``provider_data`` naming one attempt; nothing for what is not a payment id."""
+    return {ATTEMPT_KEY: payment_id} if _PAYMENT_ID.fullmatch(payment_id) else {}
+
+
+def _stored_attempt(payment: AbstractPayment) -> str:
+    """The attempt ``payment`` rests on, or ""."""
+    return _str(_dict(payment.provider_data).get(ATTEMPT_KEY))
 
 
 def _str(value: Any) -> str:
@@ -320,7 +332,7 @@ class RazorpayProvider(BaseProvider):
         code: 10 ** money.CURRENCY_EXPONENTS[code] for code in supported_currencies
     }
     webhook_headers_to_keep = ("user-agent", "content-type", "x-razorpay-event-id")
-    attempt_key = "razorpay_payment_id"
+    attempt_key = ATTEMPT_KEY
 
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
@@ -560,7 +572,7 @@ class RazorpayProvider(BaseProvider):
     ) -> ProviderPayment:
         amount = _int(entity.get("amount"))
         payment_id = _str(entity.get("id"))
-        keep_id = status in (P.AUTHORIZED, P.SUCCEEDED) and _PAYMENT_ID.fullmatch(payment_id)
+        kept = status in (P.AUTHORIZED, P.SUCCEEDED)
         return ProviderPayment(
             provider_payment_id=order_id,
             status=status,
@@ -571,7 +583,7 @@ class RazorpayProvider(BaseProvider):
             failure_message=_str(entity.get("error_description"))[:1000]
             if status == P.FAILED
             else "",
-            provider_data={"razorpay_payment_id": payment_id} if keep_id else {},
+            provider_data=_attempt(payment_id) if kept else {},
             our_payment_id=str(payment.pk),
             **extra,
         )
@@ -686,7 +698,7 @@ class RazorpayProvider(BaseProvider):
         self, payment: AbstractPayment, order_id: str, *, want: PaymentStatus
     ) -> dict[str, Any]:
         """The Razorpay payment that counts: the one we stored, else the order's best one."""
-        stored = _str(_dict(payment.provider_data).get("razorpay_payment_id"))
+        stored = _stored_attempt(payment)
         if _PAYMENT_ID.fullmatch(stored):
             entity = self._fetch(stored)
             if entity.get("order_id") == order_id and _payment_status(entity) in (
@@ -769,7 +781,7 @@ class RazorpayProvider(BaseProvider):
         entities = self._order_payments(order_id)
         chosen, status = self._choose(entities)
         captured = [e for e in entities if _payment_status(e) == P.SUCCEEDED]
-        stored = _str(_dict(payment.provider_data).get("razorpay_payment_id"))
+        stored = _stored_attempt(payment)
         chosen = next((e for e in captured if e.get("id") == stored), chosen)
         if chosen is None:
             return ProviderPayment(
@@ -849,11 +861,7 @@ class RazorpayProvider(BaseProvider):
             currency=_str(entity.get("currency")),
             provider_payment_id=order_id,
             our_refund_id=our_id if isinstance(our_id, str) else None,
-            provider_data=(
-                {"razorpay_payment_id": _str(entity.get("payment_id"))}
-                if _PAYMENT_ID.fullmatch(_str(entity.get("payment_id")))
-                else {}
-            ),
+            provider_data=_attempt(_str(entity.get("payment_id"))),
         )
 
     # -- webhooks -------------------------------------------------------------
@@ -946,11 +954,7 @@ class RazorpayProvider(BaseProvider):
                         status=P.CANCELED,
                         our_payment_id=our_id,
                         # Which attempt was released: another one may still be authorized.
-                        provider_data=(
-                            {"razorpay_payment_id": _str(pay.get("id"))}
-                            if _PAYMENT_ID.fullmatch(_str(pay.get("id")))
-                            else {}
-                        ),
+                        provider_data=_attempt(_str(pay.get("id"))),
                     ),
                 )
             return replace(
@@ -968,7 +972,7 @@ class RazorpayProvider(BaseProvider):
                 entity = pay
                 amount = _int(pay.get("amount"))
             payment_id = _str(pay.get("id"))
-            keep_id = status in (P.AUTHORIZED, P.SUCCEEDED) and _PAYMENT_ID.fullmatch(payment_id)
+            kept = status in (P.AUTHORIZED, P.SUCCEEDED)
             return replace(
                 base,
                 payment=ProviderPayment(
@@ -985,7 +989,7 @@ class RazorpayProvider(BaseProvider):
                     failure_message=(
                         _str(pay.get("error_description"))[:1000] if status == P.FAILED else ""
                     ),
-                    provider_data={"razorpay_payment_id": payment_id} if keep_id else {},
+                    provider_data=_attempt(payment_id) if kept else {},
                     our_payment_id=our_id,
                 ),
             )

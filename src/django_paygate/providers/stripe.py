@@ -981,11 +981,11 @@ class StripeProvider(BaseProvider):
     def _refunded_total(self, charge: Mapping[str, Any]) -> ProviderPayment | None:
         """What a ``charge.refunded`` without a refunds list says: the total refunded."""
         pid = _id_of(charge.get("payment_intent"))
-        refunded = charge.get("amount_refunded")
         currency = _str(charge.get("currency")).upper()
-        if not pid or isinstance(refunded, bool) or not isinstance(refunded, int) or refunded <= 0:
+        # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
+        total = from_stripe_amount(charge.get("amount_refunded"), currency)
+        if not pid or not total:
             return None
-        total = from_stripe_amount(refunded, currency)
         return ProviderPayment(pid, None, currency=currency, amount_refunded=total)
 
 
