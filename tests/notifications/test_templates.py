@@ -139,7 +139,7 @@ def test_host_template_overrides_subject_and_body(settings: Any, outbox: list[An
     assert str(payment.pk) in body
     assert "max-width:600px" in body  # the host extended the packaged layout
     # Templates the host did not override are the packaged ones.
-    assert "refund of €21.00 on its way" in refund.subject
+    assert "Refund of €21.00 on its way" in refund.subject
     assert "host" not in _html(refund).lower()
 
 
@@ -147,7 +147,7 @@ def test_default_templates_without_host_dir(settings: Any, outbox: list[Any]) ->
     payment = PaymentFactory(status="succeeded", metadata={"order": "A-17"})
     emails.send_notification_email(make_notification("payment_succeeded", payment=payment))
 
-    assert outbox[0].subject == "Test Shop: payment of $10.00 received"
+    assert outbox[0].subject == "Test Shop: Payment of $10.00 received"
 
 
 def test_money_filter() -> None:
@@ -182,3 +182,24 @@ def test_rendered_in_the_active_language(settings: Any) -> None:
 
     assert message is not None
     assert '<html lang="de"' in _html(message)
+
+
+@pytest.mark.parametrize("site_name", ["", "Test Shop"])
+@pytest.mark.parametrize(
+    ("kind", "subject"),
+    [
+        ("payment_succeeded", "Payment of $10.00 received"),
+        ("payment_failed", "Your payment of $10.00 did not go through"),
+        ("refund_succeeded", "Refund of $5.00 on its way"),
+    ],
+)
+def test_subjects_read_as_sentences_with_or_without_a_site_name(
+    settings: Any, site_name: str, kind: str, subject: str
+) -> None:
+    set_emails(settings, SITE_NAME=site_name)
+    notification = make_notification(kind, amount=1000, currency="USD")
+
+    message = emails.render_email(notification)
+
+    assert message is not None
+    assert message.subject == (f"{site_name}: {subject}" if site_name else subject)
