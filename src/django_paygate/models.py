@@ -34,8 +34,30 @@ def current_language() -> str:
     return translation.get_language() or settings.LANGUAGE_CODE
 
 
+#: The labels of the states, as translatable strings (states.py knows nothing of Django).
+STATE_LABELS: Mapping[str, Any] = {
+    "Pending": _("Pending"),
+    "Requires action": _("Requires action"),
+    "Processing": _("Processing"),
+    "Authorized": _("Authorized"),
+    "Succeeded": _("Succeeded"),
+    "Partially refunded": _("Partially refunded"),
+    "Refunded": _("Refunded"),
+    "Failed": _("Failed"),
+    "Canceled": _("Canceled"),
+    "Inquiry": _("Inquiry"),
+    "Open": _("Open"),
+    "Under review": _("Under review"),
+    "Won": _("Won"),
+    "Lost": _("Lost"),
+    "Closed": _("Closed"),
+    "Automatic": _("Automatic"),
+    "Manual": _("Manual"),
+}
+
+
 def _choices(enum: Any) -> list[tuple[str, str]]:
-    return [(member.value, member.label) for member in enum]
+    return [(member.value, STATE_LABELS.get(member.label, member.label)) for member in enum]
 
 
 class Source(models.TextChoices):
