@@ -396,10 +396,20 @@ def send_message(message: EmailMultiAlternatives, mailer: str | None = None) -> 
     return int(connection.send_messages([message]) or 0)
 
 
+def esp_message_id(message: EmailMultiAlternatives) -> str:
+    """The id an anymail ESP gave a sent message ("" without anymail, or when its
+    recipients got different ids: tracking then cannot tell them apart)."""
+    status = getattr(message, "anymail_status", None)
+    message_id = getattr(status, "message_id", None)
+    return str(message_id)[:255] if message_id is not None else ""
+
+
 def send_notification_email(notification: Notification) -> int:
     """Send the email ``notification`` owes, if any; the number of messages sent (0 or 1).
 
     No email for the kind, emails switched off, or nobody to send to: returns 0.
+    When an anymail ESP sent it, ``notification.esp_message_id`` is set to the ESP's
+    message id (the outbox stores it with the row, for delivery tracking).
     Anything else that goes wrong (a template error, the email backend) raises,
     and the outbox retries later.
     """
@@ -410,6 +420,7 @@ def send_notification_email(notification: Notification) -> int:
     if message is None:
         return 0
     sent = send_message(message, conf.mailer)
+    notification.esp_message_id = esp_message_id(message)
     logger.info(
         "Sent %s email for payment %s (notification %s).",
         notification.kind,
