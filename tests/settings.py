@@ -5,6 +5,10 @@ Environment:
   connection; defaults: 127.0.0.1:5432, user postgres, database test); default SQLite.
 - ``PAYGATE_TEST_PG_PREPARED=1`` uses psycopg's server-side binding and prepared
   statements on PostgreSQL (Django's default is client-side binding).
+- ``PAYGATE_TEST_SQLITE_FILE=<path>`` runs on that SQLite file (for tests that start
+  other processes on the same database).
+- ``PAYGATE_TEST_DUMMY_STORE`` is the dummy provider's ``store`` option; ``memory`` by
+  default, so the suite's statement counts are the library's own.
 - ``PAYGATE_TEST_SWAPPED=1`` swaps the payment model for ``testapp.ShopPayment``
   (a subclass of AbstractPayment with an FK to ``testapp.Order``).
 """
@@ -76,6 +80,13 @@ if os.environ.get("PAYGATE_TEST_DB") == "postgres":
             ),
         }
     }
+elif os.environ.get("PAYGATE_TEST_SQLITE_FILE"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ["PAYGATE_TEST_SQLITE_FILE"],
+        }
+    }
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
@@ -85,7 +96,10 @@ if os.environ.get("PAYGATE_TEST_SWAPPED") == "1":
 PAYGATE = {
     "DEFAULT_PROVIDER": "dummy",
     "PROVIDERS": {
-        "dummy": {"BACKEND": "django_paygate.providers.dummy.DummyProvider"},
+        "dummy": {
+            "BACKEND": "django_paygate.providers.dummy.DummyProvider",
+            "OPTIONS": {"store": os.environ.get("PAYGATE_TEST_DUMMY_STORE", "memory")},
+        },
     },
 }
 

@@ -416,3 +416,46 @@ def test_excess_places_are_refused(n: int, extra: int, currency: str) -> None:
         to_minor(amount, currency)
     with pytest.raises(InvalidAmount):
         to_minor(f"{amount:f}", currency)
+
+
+# -- formatting for a locale (CLDR data through Babel) ----------------------------------
+
+NBSP = "\u00a0"
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "locale", "shown"),
+    [
+        (199999, "EUR", "de", f"1.999,99{NBSP}€"),
+        (-500, "EUR", "de", f"-5,00{NBSP}€"),
+        (1000, "JPY", "de", f"1.000{NBSP}¥"),
+        (1234, "HUF", "de", f"12,34{NBSP}HUF"),  # ISO 4217 decimals, never CLDR's cash rounding
+        (19999999, "INR", "hi", "₹1,99,999.99"),
+        (1999, "USD", "hi", "$19.99"),
+        (1235, "KWD", "en-us", f"KWD{NBSP}1.235"),
+        (199999, "USD", "en_US", "$1,999.99"),
+        (199999, "EUR", "de-at", f"€{NBSP}1.999,99"),
+        (199999, "EUR", "xx", "€1,999.99"),  # unknown locale: the format without one
+        (199999, "EUR", "de-xx", f"1.999,99{NBSP}€"),  # unknown region: its language
+    ],
+)
+def test_format_money_for_a_locale(minor: int, currency: str, locale: str, shown: str) -> None:
+    assert format_money(minor, currency, locale=locale) == shown
+
+
+def test_format_money_with_the_code_for_a_locale() -> None:
+    assert format_money(199999, "EUR", locale="de", symbol=False) == "1.999,99 EUR"
+    assert format_money(19999999, "INR", locale="hi", symbol=False) == "1,99,999.99 INR"
+
+
+@given(
+    minor=st.integers(min_value=-(10**15), max_value=10**15),
+    currency=st.sampled_from(sorted(CURRENCY_EXPONENTS)),
+    locale=st.sampled_from(["de", "hi", "en", "fr", "ar", "ja"]),
+)
+def test_format_money_for_a_locale_keeps_every_digit(
+    minor: int, currency: str, locale: str
+) -> None:
+    shown = format_money(minor, currency, locale=locale, symbol=False)
+    digits = "".join(ch for ch in shown if ch.isdigit())
+    assert int(digits) == abs(minor)

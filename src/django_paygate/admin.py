@@ -333,8 +333,9 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "signal_sent",
         "created_at",
         "sent_at",
+        "delivery_status",
     )
-    list_filter = ("kind", "status", "signal_sent")
+    list_filter = ("kind", "status", "signal_sent", "delivery_status")
     list_select_related = ("payment",)
     date_hierarchy = "created_at"
 

@@ -12,3 +12,6 @@ class PaygateConfig(AppConfig):
 
     def ready(self) -> None:
         from django_paygate import checks  # noqa: F401  (registers the system checks)
+        from django_paygate.notifications import connect_tracking
+
+        connect_tracking()  # anymail's delivery tracking, when anymail is installed

@@ -19,6 +19,11 @@ Other kinds (authorized, canceled, refund failed) send only their signal. The
 customer is ``payment.email``, else the email of ``payment.user``; a payment
 with neither gets no email, which is not an error.
 
+A customer's email is written in the language recorded on the payment
+(``payment.language``: the active language when it was created), the admins' in
+``settings.LANGUAGE_CODE``; amounts are formatted for that language
+(:func:`~django_paygate.money.format_money` with its locale).
+
 Each email is three templates, ``paygate/emails/<name>.subject.txt``,
 ``<name>.txt`` and ``<name>.html``; a project overrides any of them with a
 template of the same name earlier in its template path. Text templates are
@@ -36,7 +41,9 @@ that knows the difference is :func:`send_message`.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -49,10 +56,11 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import Context
 from django.template import Template as DjangoTemplate
 from django.template.loader import get_template
+from django.utils import translation
 from django.utils.module_loading import import_string
 
 from django_paygate.exceptions import ConfigurationError
-from django_paygate.money import format_money
+from django_paygate.money import format_money as _format_money
 
 if TYPE_CHECKING:
     from django_paygate.models import Notification
@@ -268,12 +276,29 @@ def recipients(notification: Notification, conf: EmailSettings | None = None) ->
     return [address] if address else []
 
 
+def email_language(notification: Notification) -> str:
+    """The language a notification's email is written in.
+
+    A customer's email: the language recorded on the payment when it was created (the
+    request's, with ``LocaleMiddleware``). The site's admins: ``settings.LANGUAGE_CODE``.
+    """
+    kind = EMAIL_FOR_KIND.get(notification.kind)
+    if kind is not None and kind.audience == CUSTOMER and notification.payment.language:
+        return notification.payment.language
+    return str(settings.LANGUAGE_CODE)
+
+
 def build_context(notification: Notification, conf: EmailSettings) -> dict[str, Any]:
-    """The template context of a notification's email (before the context hook)."""
+    """The template context of a notification's email (before the context hook).
+
+    Amounts are formatted for the active language (:func:`render_email` activates the
+    email's language first).
+    """
     payment = notification.payment
     refund = notification.refund if notification.refund_id else None
     dispute = notification.dispute if notification.dispute_id else None
     kind = EMAIL_FOR_KIND.get(notification.kind)
+    format_money = functools.partial(_format_money, locale=translation.get_language())
     return {
         "notification": notification,
         "kind": notification.kind,
@@ -315,6 +340,13 @@ def render_email(
     kind = EMAIL_FOR_KIND.get(notification.kind)
     if not conf.enabled or kind is None or not conf.kinds.get(kind.name, True):
         return None
+    with translation.override(email_language(notification)):
+        return _render_message(notification, conf, kind)
+
+
+def _render_message(
+    notification: Notification, conf: EmailSettings, kind: EmailKind
+) -> EmailMultiAlternatives | None:
     context = build_context(notification, conf)
     if conf.context_hook is not None:
         changed = conf.context_hook(notification, context)
@@ -324,7 +356,9 @@ def render_email(
     if not to:
         return None
     base = f"paygate/emails/{kind.name}"
-    subject = " ".join(_render(f"{base}.subject.txt", context, text=True).split())
+    # Folded onto one line; a no-break space (inside a formatted amount) is kept.
+    subject = re.sub(r"[ \t\r\n\f\v]+", " ", _render(f"{base}.subject.txt", context, text=True))
+    subject = subject.strip(" ")
     message = EmailMultiAlternatives(
         subject=subject,
         body=_render(f"{base}.txt", context, text=True).strip() + "\n",
@@ -362,10 +396,20 @@ def send_message(message: EmailMultiAlternatives, mailer: str | None = None) -> 
     return int(connection.send_messages([message]) or 0)
 
 
+def esp_message_id(message: EmailMultiAlternatives) -> str:
+    """The id an anymail ESP gave a sent message ("" without anymail, or when its
+    recipients got different ids: tracking then cannot tell them apart)."""
+    status = getattr(message, "anymail_status", None)
+    message_id = getattr(status, "message_id", None)
+    return str(message_id)[:255] if message_id is not None else ""
+
+
 def send_notification_email(notification: Notification) -> int:
     """Send the email ``notification`` owes, if any; the number of messages sent (0 or 1).
 
     No email for the kind, emails switched off, or nobody to send to: returns 0.
+    When an anymail ESP sent it, ``notification.esp_message_id`` is set to the ESP's
+    message id (the outbox stores it with the row, for delivery tracking).
     Anything else that goes wrong (a template error, the email backend) raises,
     and the outbox retries later.
     """
@@ -376,6 +420,7 @@ def send_notification_email(notification: Notification) -> int:
     if message is None:
         return 0
     sent = send_message(message, conf.mailer)
+    notification.esp_message_id = esp_message_id(message)
     logger.info(
         "Sent %s email for payment %s (notification %s).",
         notification.kind,

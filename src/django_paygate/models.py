@@ -20,6 +20,7 @@ from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import F, Q
 from django.dispatch import receiver
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from django_paygate.states import CaptureMethod, DisputeStatus, PaymentStatus, RefundStatus
@@ -28,8 +29,35 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+def current_language() -> str:
+    """The active language (``settings.LANGUAGE_CODE`` when none is active)."""
+    return translation.get_language() or settings.LANGUAGE_CODE
+
+
+#: The labels of the states, as translatable strings (states.py knows nothing of Django).
+STATE_LABELS: Mapping[str, Any] = {
+    "Pending": _("Pending"),
+    "Requires action": _("Requires action"),
+    "Processing": _("Processing"),
+    "Authorized": _("Authorized"),
+    "Succeeded": _("Succeeded"),
+    "Partially refunded": _("Partially refunded"),
+    "Refunded": _("Refunded"),
+    "Failed": _("Failed"),
+    "Canceled": _("Canceled"),
+    "Inquiry": _("Inquiry"),
+    "Open": _("Open"),
+    "Under review": _("Under review"),
+    "Won": _("Won"),
+    "Lost": _("Lost"),
+    "Closed": _("Closed"),
+    "Automatic": _("Automatic"),
+    "Manual": _("Manual"),
+}
+
+
 def _choices(enum: Any) -> list[tuple[str, str]]:
-    return [(member.value, member.label) for member in enum]
+    return [(member.value, STATE_LABELS.get(member.label, member.label)) for member in enum]
 
 
 class Source(models.TextChoices):
@@ -83,6 +111,9 @@ class AbstractPayment(models.Model):
     email = models.EmailField(_("email"), blank=True)
     description = models.CharField(_("description"), max_length=1000, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    #: The language the customer's emails are written in: the active language when the
+    #: payment was created (the request's, with LocaleMiddleware), else LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=35, blank=True, default=current_language)
 
     idempotency_key = models.CharField(
         _("idempotency key"), max_length=255, unique=True, null=True, blank=True
@@ -380,6 +411,15 @@ class Notification(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    #: The id the email service gave the message (anymail's ``anymail_status.message_id``).
+    esp_message_id = models.CharField(
+        _("ESP message id"), max_length=255, blank=True, db_index=True
+    )
+    #: The latest tracking event the email service reported (anymail's event type:
+    #: ``delivered``, ``bounced``, ``complained``, ``rejected``…); empty: none yet.
+    delivery_status = models.CharField(_("delivery"), max_length=32, blank=True)
+    delivery_detail = models.TextField(_("delivery detail"), blank=True)
+    delivery_updated_at = models.DateTimeField(_("delivery reported"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("notification")
@@ -391,6 +431,36 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.status})"
+
+
+class DummyRemoteObject(models.Model):
+    """The dummy provider's "remote side": what a real provider keeps on its own servers.
+
+    Not a payment table. :class:`~django_paygate.providers.dummy.DummyProvider` stores its
+    fake remote payments and idempotent answers here (with its default ``store`` option),
+    so that restarts, several processes and ``manage.py shell`` see one remote service.
+    Our payment rows are still written by services and webhooks only.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(_("provider"), max_length=64)
+    kind = models.CharField(_("kind"), max_length=16)
+    remote_id = models.CharField(_("remote id"), max_length=255)
+    state = models.JSONField(_("state"), default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("dummy remote object")
+        verbose_name_plural = _("dummy remote objects")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("provider", "kind", "remote_id"), name="paygate_dummyremote_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} {self.remote_id}"
 
 
 @functools.cache

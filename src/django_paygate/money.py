@@ -21,15 +21,20 @@ smallest unit of the currency as ISO 4217 defines it: ``1999`` is 19.99 USD,
 
 Provider-specific rules (minimum charges, Stripe's three-decimal amounts that must
 end in 0, currencies a provider does not support) belong to the provider adapters,
-not here. This module imports nothing from Django.
+not here. This module imports nothing from Django; it formats for a locale with Babel.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
+
+import babel
+from babel.numbers import NumberPattern, get_currency_symbol, parse_pattern
 
 from django_paygate.exceptions import InvalidAmount
 
@@ -255,18 +260,72 @@ def validate_minor(amount: object, currency: str, *, allow_zero: bool = False) -
     return value
 
 
-def format_money(minor: int, currency: str, *, symbol: bool = True) -> str:
+def format_money(
+    minor: int, currency: str, *, symbol: bool = True, locale: str | None = None
+) -> str:
     """Format an ``int`` of minor units for display, with thousands separators.
 
-    ``format_money(123456, "USD") == "$1,234.56"``, ``format_money(1000, "JPY") == "¥1,000"``,
-    ``format_money(1235, "KWD") == "1.235 KWD"``, ``format_money(-500, "EUR") == "-€5.00"``.
-    Currencies without an entry in :data:`CURRENCY_SYMBOLS`, and every currency when
-    ``symbol`` is false, are shown as ``"<number> <CODE>"``.
+    Without ``locale``: ``format_money(123456, "USD") == "$1,234.56"``,
+    ``format_money(1000, "JPY") == "¥1,000"``, ``format_money(1235, "KWD") == "1.235 KWD"``,
+    ``format_money(-500, "EUR") == "-€5.00"``. Currencies without an entry in
+    :data:`CURRENCY_SYMBOLS`, and every currency when ``symbol`` is false, are shown as
+    ``"<number> <CODE>"``.
+
+    With ``locale`` (``"de"``, ``"hi"``, ``"en-us"``, ``"pt_BR"``) the amount is written as
+    that locale writes money, from the CLDR data of Babel: ``format_money(199999, "EUR",
+    locale="de") == "1.999,99 €"``, ``format_money(19999999, "INR", locale="hi") ==
+    "₹1,99,999.99"``; with ``symbol=False`` the locale's number and the code:
+    ``"1.999,99 EUR"``. The number of decimals is always the ISO 4217 exponent (CLDR
+    rounds some currencies, such as HUF, for cash; an amount is never rounded here). A
+    locale Babel does not know falls back to its language, then to the format without one.
     """
     code = normalize_currency(currency)
     value = from_minor(minor, code)
+    known = _babel_locale(locale) if locale else None
+    if known is not None:
+        return _format_for_locale(value, code, known, symbol=symbol)
     sign = "-" if value < 0 else ""
     number = f"{value.copy_abs():,f}"  # exact: keeps every digit and the decimal places
     if symbol and code in CURRENCY_SYMBOLS:
         return f"{sign}{CURRENCY_SYMBOLS[code]}{number}"
     return f"{sign}{number} {code}"
+
+
+@functools.lru_cache(maxsize=256)
+def _babel_locale(tag: str) -> babel.Locale | None:
+    """The Babel locale of a language tag or locale name, else of its language, else None."""
+    name = tag.replace("-", "_")
+    for candidate in (name, name.split("_")[0]):
+        try:
+            return babel.Locale.parse(candidate)
+        except (ValueError, TypeError, babel.UnknownLocaleError):
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(locale: babel.Locale, digits: int, currency: bool) -> NumberPattern:
+    """The locale's currency (or plain number) pattern, with exactly ``digits`` decimals."""
+    formats = locale.currency_formats if currency else locale.decimal_formats
+    source = formats["standard"] if currency else formats[None]
+    pattern = copy.copy(parse_pattern(source))
+    pattern.frac_prec = (digits, digits)
+    return pattern
+
+
+def _format_for_locale(value: Decimal, code: str, locale: babel.Locale, *, symbol: bool) -> str:
+    digits = exponent(code)
+    if symbol:
+        text = _pattern(locale, digits, True).apply(
+            value, locale, currency=code, currency_digits=False
+        )
+        # CLDR's currency spacing, which Babel leaves out: a letter-ending symbol
+        # ("CHF", "KWD") and a digit are kept apart by a no-break space.
+        sign = get_currency_symbol(code, locale)
+        if sign[-1:].isalpha():
+            text = re.sub(re.escape(sign) + r"(?=[-\d])", sign + "\u00a0", text, count=1)
+        if sign[:1].isalpha():
+            text = re.sub(r"(?<=\d)" + re.escape(sign), "\u00a0" + sign, text, count=1)
+        return text
+    number = _pattern(locale, digits, False).apply(value, locale)
+    return f"{number} {code}"

@@ -31,6 +31,12 @@ worker's claim (same status and attempt number): a worker that outlived its
 lease stops there, never sends the email the new owner sends, never
 overwrites its outcome, and does not count the row as sent.
 
+When an anymail ESP sends the email, the row keeps the ESP's message id, and the
+ESP's tracking webhooks (delivered, bounced, complained, rejected…), which anymail
+turns into its ``tracking`` signal, are recorded on the row by
+:func:`record_tracking` (``delivery_status``, shown in the admin), so staff can
+see that a receipt did not arrive.
+
 Two cases repeat a step. A crash *between* a step and its record (after the
 email backend accepted a message, before the row is marked sent) runs that
 step again after the lease. One step that outlasts the lease (a receiver
@@ -50,7 +56,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, ForeignKey, Model, QuerySet
+from django.db.models import Count, ForeignKey, Model, Q, QuerySet
 from django.utils import timezone
 
 from django_paygate import sql
@@ -171,7 +177,15 @@ def _deliver_claimed(pk: int) -> str:
     except Exception as exc:
         _retry_later(pk, notification, exc)
         return FAILED
-    params = [Status.SENT, True, _when(timezone.now()), pk, Status.SENDING, notification.attempts]
+    params = [
+        Status.SENT,
+        True,
+        _when(timezone.now()),
+        notification.esp_message_id,
+        pk,
+        Status.SENDING,
+        notification.attempts,
+    ]
     return SENT if _update(_statements().sent, params) else SKIPPED
 
 
@@ -333,10 +347,67 @@ def _statements() -> _Statements:
         ),
         sent=(
             f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
-            f"{next_at} = NULL, {qn('last_error')} = '' "
+            f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = '' "
             f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
         ),
     )
+
+
+# ---------------------------------------------------------------------------
+# Delivery tracking: anymail's tracking webhooks, recorded on the rows they are about
+# ---------------------------------------------------------------------------
+
+#: anymail event types that say whether an email reached its recipient. Opens, clicks
+#: and subscription changes say nothing more about that, and are not recorded.
+TRACKED_EVENTS: frozenset[str] = frozenset(
+    {"queued", "sent", "deferred", "delivered", "bounced", "rejected", "failed", "complained"}
+)
+
+
+def record_tracking(event: Any, esp_name: str = "") -> int:
+    """Record an anymail tracking ``event`` on the notification whose email it is about;
+    how many rows it changed (0: not ours, not a delivery event, or older than the one
+    recorded).
+
+    The email is found by the ESP message id stored when it was sent. An event that is
+    older than the one already recorded (ESPs do not deliver in order) changes nothing.
+    """
+    event_type = str(getattr(event, "event_type", "") or "")
+    message_id = getattr(event, "message_id", None)
+    if event_type not in TRACKED_EVENTS or message_id in (None, ""):
+        return 0
+    when = getattr(event, "timestamp", None) or timezone.now()
+    detail = " ".join(
+        str(part)
+        for part in (
+            esp_name,
+            getattr(event, "recipient", None),
+            getattr(event, "reject_reason", None),
+            getattr(event, "description", None),
+            getattr(event, "mta_response", None),
+        )
+        if part
+    )
+    rows = Notification.objects.filter(esp_message_id=str(message_id)[:255]).filter(
+        Q(delivery_updated_at__isnull=True) | Q(delivery_updated_at__lte=when)
+    )
+    return rows.update(
+        delivery_status=event_type[:32], delivery_detail=detail[:2000], delivery_updated_at=when
+    )
+
+
+def _on_tracking(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:
+    record_tracking(event, esp_name)
+
+
+def connect_tracking() -> bool:
+    """Listen to anymail's ``tracking`` signal, when anymail is installed; whether it is."""
+    try:
+        from anymail.signals import tracking
+    except ImportError:
+        return False
+    tracking.connect(_on_tracking, dispatch_uid="django_paygate_tracking")
+    return True
 
 
 def _foreign_key(model: type[Model], name: str) -> ForeignKey[Any, Any]:

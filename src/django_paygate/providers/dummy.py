@@ -9,26 +9,48 @@ Test cards (``payment_method=`` on confirm):
 anything else          declined with ``incorrect_number``
 =====================  =================================================
 
-It keeps its "remote" state in memory, per instance, honours idempotency
-keys like Stripe (same key, same answer), signs its webhook events with its
-``webhook_secret`` in Stripe's ``t=…,v1=…`` scheme (header
-``Paygate-Dummy-Signature``), and records every event it would send in
+It behaves like a remote service. Its "remote" payments, refunds and
+idempotent answers are kept, with the default ``"store": "database"``, in its
+own table (:class:`~django_paygate.models.DummyRemoteObject`: the fake
+service's storage, not our payment tables, which only services and webhooks
+write), so restarts, several processes and ``manage.py shell`` see the same
+payments; ``"store": "cache"`` keeps them in a Django cache (shared by every
+process when the cache is), ``"store": "memory"`` in this instance only. Every
+change of a remote payment happens under a lock on it (a row lock, a cache
+lock), so two processes refunding the same payment cannot refund more than
+was captured: like a real provider, it refuses an over-refund.
+
+It honours idempotency keys like Stripe (same key, same answer), signs its
+webhook events with its ``webhook_secret`` in Stripe's ``t=…,v1=…`` scheme
+(header ``Paygate-Dummy-Signature``), and records every event it would send in
 :attr:`DummyProvider.sent_events`, so the whole webhook path runs in demos and
-tests. :meth:`DummyProvider.fail_next` injects faults, before or after the
-remote side took effect, to rehearse timeouts and crashes.
+tests. With ``"deliver_webhooks": True`` it POSTs them instead to the site's
+own webhook URL, like ``stripe listen``: from a background thread, after the
+response of the request that caused them, with bounded retries.
+:meth:`DummyProvider.fail_next` injects faults, before or after the remote
+side took effect, to rehearse timeouts and crashes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
+import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.core.signals import request_finished, request_started
+
 from django_paygate.exceptions import (
+    ConfigurationError,
     InvalidTransition,
     PaygateError,
     ProviderError,
@@ -57,6 +79,11 @@ CARD_REQUIRES_ACTION = "4000002500003155"
 SIGNATURE_HEADER = "Paygate-Dummy-Signature"
 DEFAULT_WEBHOOK_SECRET = "dummy-webhook-secret"
 
+#: Where the remote state lives (the ``store`` option).
+STORES = ("database", "cache", "memory")
+
+logger = logging.getLogger("django_paygate")
+
 
 @dataclass
 class _Remote:
@@ -73,12 +100,392 @@ class _Remote:
     failure_code: str = ""
     refunds: dict[str, ProviderRefund] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["status"] = self.status.value
+        state["refunds"] = [_refund_state(r) for r in self.refunds.values()]
+        return state
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any]) -> _Remote:
+        refunds = [_refund_from_state(r) for r in state.get("refunds") or []]
+        return cls(
+            **{k: v for k, v in state.items() if k not in {"status", "refunds"}},
+            status=PaymentStatus(state["status"]),
+            refunds={r.provider_refund_id: r for r in refunds},
+        )
+
+    @property
+    def refunded(self) -> int:
+        return sum(r.amount for r in self.refunds.values() if r.status != RefundStatus.FAILED)
+
+
+def _refund_state(refund: ProviderRefund) -> dict[str, Any]:
+    return {
+        "provider_refund_id": refund.provider_refund_id,
+        "status": refund.status.value,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "provider_payment_id": refund.provider_payment_id,
+        "our_refund_id": refund.our_refund_id,
+    }
+
+
+def _refund_from_state(state: Mapping[str, Any]) -> ProviderRefund:
+    return ProviderRefund(**{**state, "status": RefundStatus(state["status"])})
+
+
+def _answer_state(answer: ProviderPayment | ProviderRefund) -> dict[str, Any]:
+    if isinstance(answer, ProviderRefund):
+        return {"refund": _refund_state(answer)}
+    state = {
+        "provider_payment_id": answer.provider_payment_id,
+        "status": answer.status.value if answer.status else None,
+        "amount": answer.amount,
+        "currency": answer.currency,
+        "amount_captured": answer.amount_captured,
+        "failure_code": answer.failure_code,
+        "failure_message": answer.failure_message,
+        "next_action": dict(answer.next_action) if answer.next_action else None,
+        "refunds": [_refund_state(r) for r in answer.refunds],
+        "our_payment_id": answer.our_payment_id,
+    }
+    return {"payment": state}
+
+
+def _answer_from_state(state: Mapping[str, Any]) -> ProviderPayment | ProviderRefund:
+    if "refund" in state:
+        return _refund_from_state(state["refund"])
+    p = dict(state["payment"])
+    return ProviderPayment(
+        **{
+            **p,
+            "status": PaymentStatus(p["status"]) if p["status"] else None,
+            "refunds": tuple(_refund_from_state(r) for r in p["refunds"]),
+        }
+    )
+
 
 @dataclass
 class _Fault:
     method: str
     error: PaygateError
     after: bool
+
+
+# -- where the remote state lives ----------------------------------------------------
+
+
+class _Locked:
+    """One remote payment, held under its store's lock while a call changes it."""
+
+    def __init__(self, store: _Store, remote_id: str, remote: _Remote | None) -> None:
+        self.store, self.remote_id, self.remote = store, remote_id, remote
+
+    def answer(self, key: str) -> ProviderPayment | ProviderRefund | None:
+        state = self.store.read("answer", _answer_key(key))
+        return _answer_from_state(state) if state is not None else None
+
+    def remember(self, key: str, answer: ProviderPayment | ProviderRefund) -> None:
+        self.store.write("answer", _answer_key(key), _answer_state(answer))
+
+
+def _answer_key(key: str) -> str:
+    return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
+
+
+class _Store:
+    """Keeps JSON documents by (kind, id): ``payment`` and ``answer``.
+
+    :meth:`locked` holds one payment's lock (it serializes every call that
+    touches that payment, its answers included) and saves it on the way out.
+    """
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @contextlib.contextmanager
+    def locked(self, remote_id: str) -> Iterator[_Locked]:
+        with self.lock(remote_id):
+            state = self.read("payment", remote_id)
+            held = _Locked(self, remote_id, _Remote.from_json(state) if state else None)
+            before = state
+            yield held
+            if held.remote is not None and held.remote.to_json() != before:
+                self.write("payment", remote_id, held.remote.to_json())
+
+    def lock(self, remote_id: str) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def read(self, kind: str, remote_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def write(self, kind: str, remote_id: str, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def payment_ids(self) -> list[str]:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+
+class _MemoryStore(_Store):
+    def __init__(self, alias: str) -> None:
+        super().__init__(alias)
+        self._lock = threading.RLock()
+        self._docs: dict[tuple[str, str], str] = {}
+
+    def lock(self, remote_id: str) -> contextlib.AbstractContextManager[Any]:
+        return self._lock
+
+    def read(self, kind: str, remote_id: str) -> dict[str, Any] | None:
+        raw = self._docs.get((kind, remote_id))
+        return json.loads(raw) if raw is not None else None
+
+    def write(self, kind: str, remote_id: str, state: dict[str, Any]) -> None:
+        self._docs[(kind, remote_id)] = json.dumps(state)
+
+    def payment_ids(self) -> list[str]:
+        return [rid for kind, rid in list(self._docs) if kind == "payment"]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._docs.clear()
+
+
+class _DatabaseStore(_Store):
+    """Rows of :class:`~django_paygate.models.DummyRemoteObject`; the lock is a row lock."""
+
+    @contextlib.contextmanager
+    def lock(self, remote_id: str) -> Iterator[None]:
+        from django.db import transaction
+
+        from django_paygate.models import DummyRemoteObject
+
+        with transaction.atomic():
+            # The row is the lock: made once (a racing maker finds it), then locked.
+            DummyRemoteObject.objects.get_or_create(
+                provider=self.alias, kind="lock", remote_id=remote_id
+            )
+            DummyRemoteObject.objects.select_for_update().filter(
+                provider=self.alias, kind="lock", remote_id=remote_id
+            ).get()
+            yield
+
+    def read(self, kind: str, remote_id: str) -> dict[str, Any] | None:
+        from django_paygate.models import DummyRemoteObject
+
+        row = (
+            DummyRemoteObject.objects.filter(provider=self.alias, kind=kind, remote_id=remote_id)
+            .values_list("state", flat=True)
+            .first()
+        )
+        return dict(row) if row is not None else None
+
+    def write(self, kind: str, remote_id: str, state: dict[str, Any]) -> None:
+        from django_paygate.models import DummyRemoteObject
+
+        DummyRemoteObject.objects.update_or_create(
+            provider=self.alias, kind=kind, remote_id=remote_id, defaults={"state": state}
+        )
+
+    def payment_ids(self) -> list[str]:
+        from django_paygate.models import DummyRemoteObject
+
+        rows = DummyRemoteObject.objects.filter(provider=self.alias, kind="payment")
+        return list(rows.order_by("id").values_list("remote_id", flat=True))
+
+    def clear(self) -> None:
+        from django_paygate.models import DummyRemoteObject
+
+        DummyRemoteObject.objects.filter(provider=self.alias).delete()
+
+
+class _CacheStore(_Store):
+    """Keys of a Django cache; the lock is a ``cache.add`` key (atomic on shared caches)."""
+
+    #: How long a lock may be held before it is considered abandoned (a crashed process).
+    LOCK_TIMEOUT = 30
+
+    def __init__(self, alias: str, cache_alias: str) -> None:
+        super().__init__(alias)
+        self.cache_alias = cache_alias
+
+    @property
+    def cache(self) -> Any:
+        from django.core.cache import caches
+
+        return caches[self.cache_alias]
+
+    def _key(self, kind: str, remote_id: str) -> str:
+        digest = hashlib.sha256(remote_id.encode()).hexdigest()[:40]
+        return f"paygate:dummy:{self.alias}:{kind}:{digest}"
+
+    @contextlib.contextmanager
+    def lock(self, remote_id: str) -> Iterator[None]:
+        key, token = self._key("lock", remote_id), uuid.uuid4().hex
+        deadline = time.monotonic() + self.LOCK_TIMEOUT
+        while not self.cache.add(key, token, timeout=self.LOCK_TIMEOUT):
+            if time.monotonic() > deadline:
+                raise ProviderUnavailable("The dummy provider is busy.", provider=self.alias)
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            if self.cache.get(key) == token:
+                self.cache.delete(key)
+
+    def read(self, kind: str, remote_id: str) -> dict[str, Any] | None:
+        raw = self.cache.get(self._key(kind, remote_id))
+        return json.loads(raw) if raw is not None else None
+
+    def write(self, kind: str, remote_id: str, state: dict[str, Any]) -> None:
+        if kind == "payment" and self.read(kind, remote_id) is None:
+            with self.lock("__index__"):
+                ids = self.payment_ids()
+                self.cache.set(self._key("index", ""), json.dumps([*ids, remote_id]), None)
+        self.cache.set(self._key(kind, remote_id), json.dumps(state), None)
+
+    def payment_ids(self) -> list[str]:
+        raw = self.cache.get(self._key("index", ""))
+        return list(json.loads(raw)) if raw else []
+
+    def clear(self) -> None:
+        keys = [self._key("index", "")]
+        for remote_id in self.payment_ids():
+            keys += [self._key("payment", remote_id), self._key("lock", remote_id)]
+        self.cache.delete_many(keys)  # answers expire with the cache's own policy
+
+
+class _RemoteView(Mapping[str, _Remote]):
+    """Read-only ``{remote id: remote payment}`` of a store (for tests and the shell)."""
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+
+    def __getitem__(self, remote_id: str) -> _Remote:
+        state = self._store.read("payment", remote_id)
+        if state is None:
+            raise KeyError(remote_id)
+        return _Remote.from_json(state)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store.payment_ids())
+
+    def __len__(self) -> int:
+        return len(self._store.payment_ids())
+
+
+# -- delivering webhook events to the site --------------------------------------------
+
+_request = threading.local()
+
+
+def _request_began(sender: Any, environ: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    """Hold the events a request causes until its response has gone out."""
+    _request_ended(sender)  # a previous request that never finished: send what it held
+    _request.held = []
+    _request.base_url = _base_url(environ) if environ else ""
+
+
+def _request_ended(sender: Any, **kwargs: Any) -> None:
+    held: list[tuple[DummyProvider, str, bytes, dict[str, str]]] = (
+        getattr(_request, "held", None) or []
+    )
+    _request.held = None
+    for provider, url, body, headers in held:
+        provider._deliverer.put(url, body, headers)
+
+
+def _base_url(environ: Mapping[str, Any]) -> str:
+    """``scheme://host[:port]`` of a WSGI request, as the server saw it."""
+    scheme = str(environ.get("wsgi.url_scheme") or "http")
+    host = environ.get("HTTP_HOST") or (
+        f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    )
+    return f"{scheme}://{host}" if host and host != ":" else ""
+
+
+request_started.connect(_request_began, dispatch_uid="paygate_dummy_request_started")
+request_finished.connect(_request_ended, dispatch_uid="paygate_dummy_request_finished")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of POSTing one event: the last HTTP status (``None``: no answer)."""
+
+    event_id: str
+    url: str
+    status: int | None
+    attempts: int
+
+
+class _Deliverer:
+    """POSTs events from one background thread, with bounded retries and backoff."""
+
+    def __init__(self, provider: DummyProvider) -> None:
+        self.provider = provider
+        self.queue: queue.Queue[tuple[str, bytes, dict[str, str]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def put(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.queue.put((url, body, headers))
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name=f"paygate-dummy-{self.provider.alias}", daemon=True
+                )
+                self._thread.start()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.queue.all_tasks_done.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            url, body, headers = self.queue.get()
+            try:
+                self.provider.deliveries.append(self._post(url, body, headers))
+            except Exception:  # never let one event stop the thread
+                logger.exception("Dummy webhook delivery to %s failed.", url)
+            finally:
+                self.queue.task_done()
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Delivery:
+        event_id = str(json.loads(body).get("id", ""))
+        retries = max(int(self.provider.options["webhook_retries"]), 0)
+        delay = float(self.provider.options["webhook_retry_delay"])
+        status: int | None = None
+        for attempt in range(1, retries + 2):
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status = int(response.status)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, OSError) as exc:
+                status = None
+                logger.info("Dummy webhook %s to %s: %s", event_id, url, exc)
+            if status is not None and status < 500:
+                break  # delivered, or refused for good (a 4xx is not retried)
+            if attempt <= retries:
+                time.sleep(delay * 2 ** (attempt - 1))
+        if status is None or status >= 300:
+            logger.warning("Dummy webhook %s to %s answered %s.", event_id, url, status)
+        return Delivery(event_id=event_id, url=url, status=status, attempts=attempt)
 
 
 class DummyProvider(BaseProvider):
@@ -89,18 +496,49 @@ class DummyProvider(BaseProvider):
         "checkout_url": "",
         # Seconds of tolerance on webhook timestamps.
         "webhook_tolerance": 300,
+        # Where the remote state lives: "database", "cache" or "memory".
+        "store": "database",
+        # The CACHES alias of the "cache" store.
+        "cache": "default",
+        # POST the signed events to the site's webhook URL (like `stripe listen`).
+        "deliver_webhooks": False,
+        # Where to POST them; "" derives it from the request that caused them.
+        "webhook_url": "",
+        # Further attempts after a connection error or a 5xx, with doubling delays.
+        "webhook_retries": 4,
+        "webhook_retry_delay": 0.5,
     }
 
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
+        store = self.options["store"]
+        if store not in STORES:
+            raise ConfigurationError(
+                f"Provider {alias!r}: the option 'store' is {store!r}; "
+                f"use one of {', '.join(map(repr, STORES))}."
+            )
+        self._store: _Store = (
+            _DatabaseStore(alias)
+            if store == "database"
+            else _CacheStore(alias, str(self.options["cache"]))
+            if store == "cache"
+            else _MemoryStore(alias)
+        )
         self._lock = threading.RLock()
-        self._remote: dict[str, _Remote] = {}
-        self._answers: dict[str, Any] = {}
         self._faults: list[_Fault] = []
-        #: Every call that reached the "remote" side: (method, idempotency key).
+        self._deliverer = _Deliverer(self)
+        #: Every call that reached the "remote" side (in this process): (method, key).
         self.calls: list[tuple[str, str]] = []
-        #: Every webhook event the provider would have sent: (body, headers).
+        #: Every webhook event the provider would have sent: (body, headers). With
+        #: ``deliver_webhooks`` the events are POSTed instead, and land in :attr:`deliveries`.
         self.sent_events: list[tuple[bytes, dict[str, str]]] = []
+        #: The outcome of every POSTed event (``deliver_webhooks``), in order.
+        self.deliveries: list[Delivery] = []
+
+    @property
+    def _remote(self) -> Mapping[str, _Remote]:
+        """The remote payments, by remote id (read-only; for tests and the shell)."""
+        return _RemoteView(self._store)
 
     # -- test controls ---------------------------------------------------------
 
@@ -121,15 +559,29 @@ class DummyProvider(BaseProvider):
                 )
             )
 
-    def reset(self) -> None:
+    def reset(self, *, remote: bool = True) -> None:
+        """Forget the faults, calls and events of this process, and (``remote``) the
+        remote state itself."""
         with self._lock:
-            self._remote.clear()
-            self._answers.clear()
+            if remote:
+                self._store.clear()
             self._faults.clear()
             self.calls.clear()
             self.sent_events.clear()
+            self.deliveries.clear()
 
-    def _call(self, method: str, key: str, effect: Callable[[], Any]) -> Any:
+    def wait_for_deliveries(self, timeout: float = 30) -> bool:
+        """Wait until every event handed to the delivery thread was POSTed (or given up);
+        whether that happened within ``timeout`` seconds."""
+        return self._deliverer.wait(timeout)
+
+    def _call(
+        self,
+        method: str,
+        key: str,
+        remote_id: str,
+        effect: Callable[[_Locked], ProviderPayment | ProviderRefund],
+    ) -> Any:
         with self._lock:
             fault = next((f for f in self._faults if f.method == method), None)
             if fault is not None:
@@ -137,37 +589,42 @@ class DummyProvider(BaseProvider):
             if fault is not None and not fault.after:
                 raise fault.error
             self.calls.append((method, key))
-            if key and key in self._answers:
-                answer = self._answers[key]
-            else:
-                answer = effect()
+        with self._store.locked(remote_id) as held:
+            answer = held.answer(key) if key else None
+            if answer is None:
+                answer = effect(held)
                 if key:
-                    self._answers[key] = answer
-            if fault is not None:
-                raise fault.error
-            return answer
+                    held.remember(key, answer)
+        if fault is not None:
+            raise fault.error
+        return answer
 
-    def _get(self, payment: AbstractPayment) -> _Remote:
-        remote = self._remote.get(payment.provider_payment_id or "")
-        if remote is None:
+    def _get(self, held: _Locked) -> _Remote:
+        if held.remote is None:
             raise ProviderError("No such payment at the dummy provider.", provider=self.alias)
-        return remote
+        return held.remote
+
+    @staticmethod
+    def _remote_id(payment: AbstractPayment) -> str:
+        return payment.provider_payment_id or ""
 
     # -- outbound --------------------------------------------------------------
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        def effect() -> ProviderPayment:
-            remote = _Remote(
-                id=f"dummy_{payment.pk.hex}",
-                our_id=str(payment.pk),
-                amount=payment.amount,
-                currency=payment.currency,
-                manual=payment.capture_method == "manual",
-            )
-            self._remote.setdefault(remote.id, remote)
-            return self._result(self._remote[remote.id])
+        remote_id = f"dummy_{payment.pk.hex}"
 
-        result: ProviderPayment = self._call("create_payment", idempotency_key, effect)
+        def effect(held: _Locked) -> ProviderPayment:
+            if held.remote is None:
+                held.remote = _Remote(
+                    id=remote_id,
+                    our_id=str(payment.pk),
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    manual=payment.capture_method == "manual",
+                )
+            return self._result(held.remote)
+
+        result: ProviderPayment = self._call("create_payment", idempotency_key, remote_id, effect)
         return replace(result, client_data=self._client_data(payment, result.provider_payment_id))
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
@@ -195,8 +652,8 @@ class DummyProvider(BaseProvider):
             raise ProviderError(f"Unexpected confirmation field {sorted(unknown)[0]!r}.")
         card = str(data.get("payment_method") or "")
 
-        def effect() -> ProviderPayment:
-            remote = self._get(payment)
+        def effect(held: _Locked) -> ProviderPayment:
+            remote = self._get(held)
             if remote.status not in {
                 PaymentStatus.PENDING,
                 PaymentStatus.REQUIRES_ACTION,
@@ -220,14 +677,16 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call("confirm_payment", idempotency_key, effect)
+        result: ProviderPayment = self._call(
+            "confirm_payment", idempotency_key, self._remote_id(payment), effect
+        )
         return result
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
     ) -> ProviderPayment:
-        def effect() -> ProviderPayment:
-            remote = self._get(payment)
+        def effect(held: _Locked) -> ProviderPayment:
+            remote = self._get(held)
             if remote.status != PaymentStatus.AUTHORIZED:
                 raise InvalidTransition(f"Cannot capture a {remote.status} payment.")
             if amount > remote.amount:
@@ -236,28 +695,46 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call("capture_payment", idempotency_key, effect)
+        result: ProviderPayment = self._call(
+            "capture_payment", idempotency_key, self._remote_id(payment), effect
+        )
         return result
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        def effect() -> ProviderPayment:
-            remote = self._get(payment)
+        def effect(held: _Locked) -> ProviderPayment:
+            remote = self._get(held)
             if remote.status in {PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED}:
                 raise InvalidTransition(f"Cannot cancel a {remote.status} payment.")
             remote.status = PaymentStatus.CANCELED
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call("cancel_payment", idempotency_key, effect)
+        result: ProviderPayment = self._call(
+            "cancel_payment", idempotency_key, self._remote_id(payment), effect
+        )
         return result
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
     ) -> ProviderRefund:
-        def effect() -> ProviderRefund:
-            remote = self._get(payment)
+        refund_id = f"dummy_re_{refund.pk.hex}"
+
+        def effect(held: _Locked) -> ProviderRefund:
+            remote = self._get(held)
+            if refund_id in remote.refunds:  # the same refund again: its first answer
+                return remote.refunds[refund_id]
+            if refund.currency != remote.currency:
+                raise ProviderError("The refund's currency is not the payment's.")
+            if remote.refunded + refund.amount > remote.captured:
+                # What a real provider answers; under the lock, so two processes
+                # refunding the same payment cannot both get the last of it.
+                raise ProviderError(
+                    f"The refund ({refund.amount}) exceeds what is left to refund "
+                    f"({remote.captured - remote.refunded}).",
+                    provider=self.alias,
+                )
             result = ProviderRefund(
-                provider_refund_id=f"dummy_re_{refund.pk.hex}",
+                provider_refund_id=refund_id,
                 status=RefundStatus.SUCCEEDED,
                 amount=refund.amount,
                 currency=refund.currency,
@@ -271,22 +748,26 @@ class DummyProvider(BaseProvider):
             )
             return result
 
-        result: ProviderRefund = self._call("refund_payment", idempotency_key, effect)
+        result: ProviderRefund = self._call(
+            "refund_payment", idempotency_key, self._remote_id(payment), effect
+        )
         return result
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         with self._lock:
             self.calls.append(("fetch_payment", ""))
-            remote = self._remote.get(payment.provider_payment_id or f"dummy_{payment.pk.hex}")
-            if remote is None:
-                return ProviderPayment(provider_payment_id=None, status=None)
-            return self._result(remote)
+        remote = self._remote.get(payment.provider_payment_id or f"dummy_{payment.pk.hex}")
+        if remote is None:
+            return ProviderPayment(provider_payment_id=None, status=None)
+        return self._result(remote)
 
     def open_dispute(
         self, payment: AbstractPayment, *, status: DisputeStatus = DisputeStatus.OPEN
     ) -> None:
         """Emit a dispute event for ``payment`` (demo and tests)."""
-        remote = self._get(payment)
+        remote = self._remote.get(self._remote_id(payment))
+        if remote is None:
+            raise ProviderError("No such payment at the dummy provider.", provider=self.alias)
         self._emit(
             f"dispute.{status.value}",
             {
@@ -347,7 +828,41 @@ class DummyProvider(BaseProvider):
 
     def _emit(self, event_type: str, data: dict[str, Any]) -> None:
         body, headers = self.build_event(event_type, data)
-        self.sent_events.append((body, headers))
+        if not self.options["deliver_webhooks"]:
+            self.sent_events.append((body, headers))
+            return
+        url = self.webhook_url()
+        if not url:
+            logger.warning(
+                "Dummy provider %r: no webhook_url and no request to derive it from; "
+                "the %s event is not delivered.",
+                self.alias,
+                event_type,
+            )
+            self.sent_events.append((body, headers))
+            return
+        held = getattr(_request, "held", None)
+        if held is not None:  # inside a request: after its response has gone out
+            held.append((self, url, body, headers))
+        else:
+            self._deliverer.put(url, body, headers)
+
+    def webhook_url(self) -> str:
+        """Where delivered events go: ``webhook_url``, else this alias's webhook path on
+        the host of the request being served ("" outside a request)."""
+        if self.options["webhook_url"]:
+            return str(self.options["webhook_url"])
+        base = (
+            getattr(_request, "base_url", "") if getattr(_request, "held", None) is not None else ""
+        )
+        if not base:
+            return ""
+        from django.urls import NoReverseMatch, reverse
+
+        try:
+            return base + reverse("paygate:webhook", kwargs={"alias": self.alias})
+        except NoReverseMatch:
+            return ""
 
     def build_event(
         self,

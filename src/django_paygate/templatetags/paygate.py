@@ -2,9 +2,10 @@
 
 ``{{ payment|money }}`` formats an object with ``amount`` (minor units) and
 ``currency``; ``{{ 1999|money:"USD" }}`` formats a bare amount. Both use
-:func:`django_paygate.money.format_money`: ``$19.99``, ``¥1,000`` (JPY has no
-decimals), ``1.235 KWD`` (three). ``money_code`` always writes the currency
-code instead of a symbol: ``19.99 USD``.
+:func:`django_paygate.money.format_money` for the active language: ``$19.99``,
+``¥1,000`` (JPY has no decimals), ``KWD 1.235`` (three) in English,
+``1.999,99 €`` in German, ``₹1,99,999.99`` in Hindi. ``money_code`` always
+writes the currency code instead of a symbol: ``19.99 USD``.
 
 Like every Django filter they never raise: a value that is not an amount
 renders as the empty string.
@@ -13,6 +14,7 @@ renders as the empty string.
 from __future__ import annotations
 
 from django import template
+from django.utils import translation
 
 from django_paygate.money import format_money
 
@@ -24,7 +26,12 @@ def _format(value: object, currency: object, *, symbol: bool) -> str:
         currency = getattr(value, "currency", None)
         value = getattr(value, "amount", None)
     try:
-        return format_money(value, currency, symbol=symbol)  # type: ignore[arg-type]
+        return format_money(
+            value,  # type: ignore[arg-type]
+            currency,  # type: ignore[arg-type]
+            symbol=symbol,
+            locale=translation.get_language(),
+        )
     except (TypeError, ValueError, LookupError):  # InvalidAmount is a ValueError
         return ""
 

@@ -8,7 +8,8 @@ Fixtures:
 
 ``paygate_dummy``
     The configured :class:`~django_paygate.providers.dummy.DummyProvider`,
-    with its fake remote state reset before and after the test.
+    with its fake remote state reset before and after the test (the default
+    database store's rows are rolled back with the test's database).
 ``paygate_signals``
     A :class:`~django_paygate.testing.signals.SignalRecorder` recording every
     django-paygate signal during the test: ``paygate_signals.count("payment_succeeded")``.
@@ -82,9 +83,11 @@ def paygate_dummy() -> Iterator[DummyProvider]:
     from django_paygate.testing.fakes import find_dummy_provider
 
     provider = find_dummy_provider()
-    provider.reset()
+    # The database store's rows go with the test's database (rolled back or flushed).
+    remote = provider.options["store"] != "database"
+    provider.reset(remote=remote)
     yield provider
-    provider.reset()
+    provider.reset(remote=remote)
 
 
 @pytest.fixture
