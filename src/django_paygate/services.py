@@ -413,7 +413,12 @@ def _apply_refund(
     a :class:`Refund` row once, whatever order its events arrive in.
     """
     if refund is None:
-        refund = _find_refund(payment, result)
+        try:
+            refund = _find_refund(payment, result)
+        except _AmbiguousRefund as exc:
+            logger.info("Payment %s: %s", payment.pk, exc)
+            _write(_audit(payment, source, note=str(exc), webhook_event=webhook_event))
+            return None
     if result.currency and result.currency.upper() != payment.currency:
         _flag_for_review(
             payment,
@@ -524,11 +529,41 @@ def _apply_refund(
     return refund
 
 
+class _AmbiguousRefund(Exception):
+    """An event of a refund without our id fits more than one pending refund."""
+
+
 def _find_refund(payment: AnyPayment, result: ProviderRefund) -> Refund | None:
-    query = Q(provider_refund_id=result.provider_refund_id)
+    """The row of the refund ``result`` reports, or ``None`` for one made elsewhere.
+
+    Found by the provider's refund id, or by ours when the provider echoes it.
+    An event of a refund we asked for may come before our row has the provider's
+    id (its webhook overtook the answer, or the answer was lost), from a provider
+    that does not echo our id: it then belongs to the pending refund of the same
+    amount that has no provider id yet. When two fit, it raises
+    :class:`_AmbiguousRefund` rather than guess (see docs/decisions.md).
+    """
+    exact = Q(provider_refund_id=result.provider_refund_id)
     if result.our_refund_id and _is_uuid(result.our_refund_id):
-        query |= Q(pk=result.our_refund_id)
-    return Refund.objects.select_for_update().filter(query, payment=payment).first()
+        exact |= Q(pk=result.our_refund_id)
+    rows = Refund.objects.select_for_update().filter(payment=payment)
+    early = (
+        not result.our_refund_id
+        and result.provider_refund_id
+        and (result.currency or payment.currency).upper() == payment.currency
+        and not _other_object(payment, result.provider_data)
+    )
+    if not early:
+        return rows.filter(exact).first()
+    fits = Q(status=RefundStatus.PENDING.value, provider_refund_id=None, amount=result.amount)
+    ranked = rows.filter(exact | fits).order_by(Case(When(exact, then=0), default=1), "created_at")
+    found = list(ranked[:2])
+    if len(found) == 2 and found[0].provider_refund_id != result.provider_refund_id:
+        raise _AmbiguousRefund(
+            f"refund {result.provider_refund_id} of {result.amount} fits several pending "
+            "refunds; their answers or a sync settle them"
+        )
+    return found[0] if found else None
 
 
 def _apply_dispute(

@@ -5,6 +5,8 @@
 - :mod:`~django_paygate.testing.fakes`: make and pay dummy payments, deliver
   the dummy provider's webhook events;
 - :mod:`~django_paygate.testing.signals`: :class:`SignalRecorder`;
+- :mod:`~django_paygate.testing.contract`: :class:`ProviderContract`, the
+  tests every payment provider passes, run against a fake of its API;
 - :mod:`~django_paygate.testing.pytest_plugin`: the ``paygate_dummy``,
   ``paygate_signals`` and ``paygate_webhook`` fixtures, loaded automatically.
 
@@ -28,6 +30,8 @@ _EXPORTS = {
     "make_payment": "fakes",
     "make_succeeded_payment": "fakes",
     "pay": "fakes",
+    "ProviderContract": "contract",
+    "ProviderFake": "contract",
     "SignalRecorder": "signals",
     "dummy_event": "webhooks",
     "dummy_payment_data": "webhooks",
