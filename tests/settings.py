@@ -87,6 +87,7 @@ PAYGATE = {
     "PROVIDERS": {
         "dummy": {"BACKEND": "django_paygate.providers.dummy.DummyProvider"},
     },
+    "PAYABLES": {"order": "testapp.Order", "donation": "testapp.Donation"},
 }
 
 if django.VERSION >= (6, 1):
