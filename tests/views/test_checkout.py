@@ -99,3 +99,38 @@ def test_the_template_tag_renders_the_widget_for_the_owner_only(owner: Any, paym
     assert "paygate/checkout.css" in html
     request.user = UserFactory()
     assert template.render(Context({"request": request, "payment": payment})) == "<main></main>"
+
+
+def test_the_razorpay_page_loads_checkout_js_with_the_order_and_no_secret(
+    owner: Any, settings: Any
+) -> None:
+    from tests.factories import PaymentFactory
+    from tests.providers.razorpay.conftest import KEY_ID, KEY_SECRET, paygate_setting
+
+    settings.PAYGATE = paygate_setting()
+    payment = PaymentFactory(
+        provider="razorpay", provider_payment_id="order_Pg1234567890ab", user=owner, amount=49900
+    )
+    html = client_for(owner).get(f"/api/payments/checkout/{payment.pk}/").content.decode()
+    assert '<script src="https://checkout.razorpay.com/v1/checkout.js" defer>' in html
+    assert "order_Pg1234567890ab" in html
+    assert KEY_ID in html
+    assert KEY_SECRET not in html
+    assert "data-paygate-razorpay" in html
+
+
+def test_the_stripe_script_url_is_an_option(owner: Any, settings: Any, monkeypatch: Any) -> None:
+    from django_paygate.providers import get_provider
+    from tests.factories import PaymentFactory
+    from tests.providers.stripe.conftest import paygate_setting
+
+    settings.PAYGATE = paygate_setting(api_base="https://stripe.invalid", script_url="/js/s.js")
+    monkeypatch.setattr(
+        type(get_provider("stripe")),
+        "client_data",
+        lambda self, p: {"client_secret": "pi_1_secret_2", "publishable_key": "pk_test_1"},
+    )
+    payment = PaymentFactory(provider="stripe", provider_payment_id="pi_1", user=owner)
+    html = client_for(owner).get(f"/api/payments/checkout/{payment.pk}/").content.decode()
+    assert '<script src="/js/s.js" defer>' in html
+    assert "pi_1_secret_2" in html  # the owner's own page: Stripe.js needs it
