@@ -33,14 +33,14 @@ API_PREFIX = "/api/payments"
 
 
 def _api_patterns() -> dict[str, URLPattern]:
-    """The app's URL patterns that belong to the JSON API (not the webhooks)."""
+    """The app's URL patterns that belong to the JSON API (not the webhooks, not the pages)."""
     found = {}
     for pattern in paygate_urls.urlpatterns:
         assert isinstance(pattern, URLPattern)
         if getattr(pattern.callback, "paygate_api", False):
             found["/" + str(pattern.pattern)] = pattern
         else:
-            assert str(pattern.pattern).startswith("webhooks/"), pattern
+            assert str(pattern.pattern).startswith(("webhooks/", "checkout/")), pattern
     return found
 
 
