@@ -828,42 +828,26 @@ def _create_for_payable(
         # The host's row, locked: its price is read under the lock, and a second
         # create for it waits here until the first one's payment is committed.
         current = model._default_manager.select_for_update().get(pk=payable.pk)
-        terms = payables.terms(current, customer_amount=customer_amount)
-        backend.validate_amount(terms.amount, terms.currency)
-        linked = payments_for(current)
-        paid = [p for p in linked.filter(status__in=PAID_STATUSES) if payables.payment_covers(p)]
-        if paid:
-            raise AlreadyPaid("This is already paid.")
-        open_payment = (
-            linked.filter(
-                status__in=_OPEN_FOR_PAYABLE,
-                amount=terms.amount,
-                currency=terms.currency,
-                provider=backend.alias,
-                capture_method="automatic" if capture else "manual",
-                user=owner,
-            )
-            .order_by("-created_at")
-            .first()
+        # The same request again, which waited for the first one's lock: replayed as it is.
+        keyed = (
+            Payment.objects.filter(idempotency_key=idempotency_key).first()
+            if idempotency_key
+            else None
         )
-        if open_payment is None:
-            meta = {**terms.metadata, **extra}
-            if customer_amount is not None:
-                meta[payables.CUSTOMER_AMOUNT_KEY] = True
-            payment = _insert_payment(
+        if keyed is None:
+            open_payment, payment = _open_or_insert(
+                current,
                 backend,
-                amount=terms.amount,
-                currency=terms.currency,
+                customer_amount=customer_amount,
                 owner=owner,
-                email=terms.email,
-                description=terms.description,
-                metadata=_clean_metadata(meta),
+                extra=extra,
                 capture=capture,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
-                payable_type=content_type,
-                payable_id=str(current.pk),
+                content_type=content_type,
             )
+    if keyed is not None:
+        return _replay(keyed, fingerprint, backend)
     if open_payment is not None:
         if not open_payment.provider_payment_id and open_payment.status == P.PENDING:
             # Its creator is still asking the provider (or lost the answer): the same
@@ -873,7 +857,63 @@ def _create_for_payable(
             open_payment.client_data = payment_client_data(open_payment, backend)
         open_payment.replayed = True
         return open_payment
+    assert payment is not None
     return _open_at_provider(payment, backend)
+
+
+def _open_or_insert(
+    current: Any,
+    backend: BaseProvider,
+    *,
+    customer_amount: int | None,
+    owner: Any,
+    extra: dict[str, Any],
+    capture: bool,
+    idempotency_key: str | None,
+    fingerprint: str,
+    content_type: Any,
+) -> tuple[AnyPayment | None, AnyPayment | None]:
+    """Under the payable's lock: ``(its open payment, None)``, or ``(None, a new payment)``."""
+    from django_paygate import payables
+
+    terms = payables.terms(current, customer_amount=customer_amount)
+    backend.validate_amount(terms.amount, terms.currency)
+    linked = payments_for(current)
+    paid = [p for p in linked.filter(status__in=PAID_STATUSES) if payables.payment_covers(p)]
+    if paid:
+        raise AlreadyPaid("This is already paid.")
+    open_payment = (
+        linked.filter(
+            status__in=_OPEN_FOR_PAYABLE,
+            amount=terms.amount,
+            currency=terms.currency,
+            provider=backend.alias,
+            capture_method="automatic" if capture else "manual",
+            user=owner,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if open_payment is None:
+        meta = {**terms.metadata, **extra}
+        if customer_amount is not None:
+            meta[payables.CUSTOMER_AMOUNT_KEY] = True
+        payment = _insert_payment(
+            backend,
+            amount=terms.amount,
+            currency=terms.currency,
+            owner=owner,
+            email=terms.email,
+            description=terms.description,
+            metadata=_clean_metadata(meta),
+            capture=capture,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            payable_type=content_type,
+            payable_id=str(current.pk),
+        )
+        return None, payment
+    return open_payment, None
 
 
 def check_payable(payment: AbstractPayment) -> None:
