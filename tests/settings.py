@@ -101,6 +101,7 @@ PAYGATE = {
             "OPTIONS": {"store": os.environ.get("PAYGATE_TEST_DUMMY_STORE", "memory")},
         },
     },
+    "PAYABLES": {"order": "testapp.Order", "donation": "testapp.Donation"},
 }
 
 if django.VERSION >= (6, 1):

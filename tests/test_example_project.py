@@ -24,7 +24,8 @@ def _env(db_path: Path) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE="example_project.settings",
         EXAMPLE_DB_PATH=str(db_path),
-        PYTHONPATH=str(EXAMPLE),
+        # This checkout's package first, whatever the interpreter has installed.
+        PYTHONPATH=os.pathsep.join([str(EXAMPLE), str(EXAMPLE.parent / "src")]),
         PYTHONWARNINGS="error::RuntimeWarning",
     )
     return env
@@ -90,23 +91,43 @@ FLOW = textwrap.dedent(
     out["checkout"] = checkout
     order = Order.objects.get(email="buyer@example.com")
     out["after_start"] = [order.status, order.payment.status]
+    payment_id = str(order.payment.pk)
 
     page = client.get(checkout)
     out["checkout_page"] = [page.status_code, "Pay $25.00" in page.content.decode()]
+    out["foreign_order"] = client.post(
+        "/api/payments/create_intent/",
+        {"payable": "order", "id": str(order.pk), "amount": 1},
+        content_type="application/json",
+    ).status_code
 
-    declined = client.post(checkout, {"payment_method": "4000000000000002"})
-    declined_page = declined.content.decode()
-    out["declined"] = [declined.status_code, "declined (card_declined)" in declined_page]
+    def confirm(card):
+        return client.post(
+            "/api/payments/confirm_payment/",
+            {"payment_id": payment_id, "payment_method": card},
+            content_type="application/json",
+        )
+
+    declined = confirm("4000000000000002")
+    out["declined"] = [declined.status_code, declined.json()["error"]["decline_code"]]
     order.refresh_from_db()
     out["after_decline"] = [order.status, order.payment.status]
 
-    paid = client.post(checkout, {"payment_method": "4242424242424242"})
+    out["paid_confirm"] = confirm("4242424242424242").status_code
+    paid = client.get(f"/api/payments/checkout/{payment_id}/return/")
     out["paid_redirect"] = [paid.status_code, paid["Location"]]
     order.refresh_from_db()
     out["after_pay"] = [order.status, order.payment.status, order.payment.amount_captured]
     status_page = client.get(paid["Location"]).content.decode()
     out["status_page_says_paid"] = "Paid" in status_page and "succeeded" in status_page
     out["checkout_after_pay"] = client.get(checkout)["Location"]
+    again = client.post(
+        "/api/payments/create_intent/",
+        {"payable": "order", "id": str(order.pk)},
+        content_type="application/json",
+    )
+    out["pay_again"] = [again.status_code, again.json()["error"]["code"]]
+    client.logout()
 
     refund_url = f"/orders/{order.pk}/refund/"
     anonymous = client.post(refund_url, {"amount": "5.00"})
@@ -138,16 +159,19 @@ def test_shop_flow_pays_and_refunds_an_order(example_db):
     [line] = [line for line in output.splitlines() if line.startswith("RESULT ")]
     out = json.loads(line.removeprefix("RESULT "))
 
-    assert out["checkout"].startswith("/checkout/")  # the dummy's checkout_url option
+    assert out["checkout"].startswith("/api/payments/checkout/")  # the shipped checkout
     assert out["after_start"] == ["new", "pending"]
     assert out["checkout_page"] == [200, True]
-    assert out["declined"] == [200, True]
+    assert out["foreign_order"] == 400  # the browser sets no price
+    assert out["declined"] == [402, "card_declined"]
     assert out["after_decline"] == ["new", "failed"]
+    assert out["paid_confirm"] == 200
     assert out["paid_redirect"][0] == 302
     assert out["paid_redirect"][1].startswith("/orders/")
     assert out["after_pay"] == ["paid", "succeeded", 2500]
     assert out["status_page_says_paid"] is True
     assert out["checkout_after_pay"] == out["paid_redirect"][1]
+    assert out["pay_again"] == [409, "already_paid"]
     assert out["anonymous_refund"] == [302, "/admin/login/"]
     assert out["too_much_refused"] is True
     assert out["after_partial_refund"] == ["paid", "partially_refunded", 500]

@@ -84,16 +84,35 @@ PAYGATE = {
     "PROVIDERS": {
         "dummy": {
             "BACKEND": "django_paygate.providers.dummy.DummyProvider",
-            "OPTIONS": {
-                "webhook_secret": "example-dummy-webhook-secret",
-                # Where payment.client_data["checkout_url"] sends the customer:
-                # the shop's own page standing in for a provider's hosted checkout.
-                "checkout_url": "/checkout/{payment_id}/",
-            },
+            "OPTIONS": {"webhook_secret": "example-dummy-webhook-secret"},
         },
     },
+    # The orders customers pay for: each sets its own price (django_paygate.payables).
+    "PAYABLES": {"order": "shop.Order"},
     "EMAILS": {"FROM_EMAIL": "shop@example.com"},
 }
+
+# EXAMPLE_PROVIDER=stripe (scripts/demo sets up the rest): Stripe against localstripe, a
+# fake Stripe server on EXAMPLE_LOCALSTRIPE_URL that signs and POSTs its own webhooks.
+SHOP_LOCALSTRIPE_URL = ""
+if os.environ.get("EXAMPLE_PROVIDER") == "stripe":
+    SHOP_LOCALSTRIPE_URL = os.environ.get("EXAMPLE_LOCALSTRIPE_URL", "http://127.0.0.1:8420")
+    PAYGATE["DEFAULT_PROVIDER"] = "stripe"
+    PAYGATE["PROVIDERS"]["stripe"] = {
+        "BACKEND": "django_paygate.providers.stripe.StripeProvider",
+        "OPTIONS": {
+            "secret_key": "sk_test_example0localstripe",
+            "publishable_key": "pk_test_example0localstripe",
+            "webhook_secret": "whsec_example0localstripe",
+            "api_base": SHOP_LOCALSTRIPE_URL,
+            # What localstripe lacks (see docs/providers/stripe.md).
+            "automatic_payment_methods": False,
+            "send_description": False,
+            "attach_before_confirm": True,
+            # localstripe's Stripe.js has no Payment Element: a stand-in (shop/localstripe.py).
+            "script_url": "/_localstripe/stripe.js",
+        },
+    }
 
 # The dummy provider records the webhook events a real provider would POST;
 # the shop delivers them through the real webhook pipeline after each action.

@@ -24,23 +24,6 @@ class StartForm(forms.Form):
     )
 
 
-class CheckoutForm(forms.Form):
-    """Stands in for a provider's hosted payment page.
-
-    The dummy provider takes a test card number as its ``payment_method``. A
-    real provider never lets card numbers reach your server: Stripe gives you a
-    PaymentMethod id, Razorpay a signed payment id.
-    """
-
-    payment_method = forms.RegexField(
-        label="Test card number",
-        regex=r"^\d{12,19}$",
-        max_length=19,
-        error_messages={"invalid": "Type one of the test card numbers, digits only."},
-        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric"}),
-    )
-
-
 class RefundForm(forms.Form):
     amount = forms.DecimalField(
         required=False, min_value=Decimal("0"), help_text="Leave empty to refund everything left."

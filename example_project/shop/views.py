@@ -2,141 +2,90 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user_model, login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from django_paygate import money, services
-from django_paygate.exceptions import (
-    InvalidTransition,
-    PaygateError,
-    PaymentDeclined,
-    ProviderUnavailable,
-)
-from django_paygate.models import AbstractPayment, PaymentEvent, WebhookEvent, get_payment_model
-from django_paygate.providers import get_provider
-from django_paygate.providers.dummy import (
-    CARD_DECLINED,
-    CARD_REQUIRES_ACTION,
-    CARD_SUCCEEDS,
-    DummyProvider,
-)
+from django_paygate.exceptions import PaygateError
+from django_paygate.models import PaymentEvent, WebhookEvent
 from shop.dummy_webhooks import deliver_dummy_webhooks, pending_count
-from shop.forms import CheckoutForm, RefundForm, StartForm
+from shop.forms import RefundForm, StartForm
 from shop.models import Order
 from shop.products import PRODUCTS
 
-TEST_CARDS = [
-    (CARD_SUCCEEDS, "succeeds"),
-    (CARD_DECLINED, "is declined (card_declined)"),
-    (CARD_REQUIRES_ACTION, "asks for authentication (3-D Secure), then succeeds"),
-]
+
+def _customer(request: HttpRequest) -> Any:
+    """The logged-in user, or a guest account logged in now (the shipped checkout is per user)."""
+    if request.user.is_authenticated:
+        return request.user
+    guest = get_user_model().objects.create_user(f"guest-{uuid.uuid4().hex[:12]}")
+    login(request, guest, backend="django.contrib.auth.backends.ModelBackend")
+    return guest
 
 
 @require_http_methods(["GET", "POST"])
 def index(request: HttpRequest) -> HttpResponse:
-    """Pick a product; creating the order creates its payment and sends the customer to pay."""
+    """Pick a product; the order is the payable: it sets the price of its payment."""
     form = StartForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         product = PRODUCTS[form.cleaned_data["product"]]
-        email = form.cleaned_data["email"]
+        customer = _customer(request)
         order = Order.objects.create(
-            product=product.name, amount=product.amount, currency=product.currency, email=email
+            product=product.name,
+            amount=product.amount,
+            currency=product.currency,
+            email=form.cleaned_data["email"],
+            customer=customer,
         )
-        try:
-            payment = services.create_payment(
-                amount=order.amount,
-                currency=order.currency,
-                user=request.user,
-                email=email,
-                description=f"{product.name} (order {order.pk})",
-                metadata={"order_id": str(order.pk)},
-                idempotency_key=f"shop-order-{order.pk}",
-            )
-        except PaygateError as exc:
-            messages.error(request, f"Could not start the payment: {exc}")
-        else:
-            Order.objects.filter(pk=order.pk).update(payment=payment)
-            deliver_dummy_webhooks()
-            client = payment.client_data or {}
-            return redirect(client.get("checkout_url") or reverse("shop:order", args=[order.pk]))
+        return _pay(request, order)
     recent = Order.objects.all()[:10] if request.user.is_staff else []
     return render(request, "shop/index.html", {"form": form, "recent_orders": recent})
 
 
-def _dummy_payment(payment_id: str) -> AbstractPayment:
-    payment = get_object_or_404(get_payment_model(), pk=payment_id)
-    if not isinstance(get_provider(payment.provider), DummyProvider):
-        raise Http404("This checkout page serves the dummy provider only.")
-    return payment
-
-
-@require_http_methods(["GET", "POST"])
-def checkout(request: HttpRequest, payment_id: str) -> HttpResponse:
-    """The dummy provider's checkout page: the customer types a test card."""
-    payment = _dummy_payment(payment_id)
-    order = get_object_or_404(Order, payment_id=payment.pk)
-    if payment.status not in {"pending", "requires_action", "failed"}:
+def _pay(request: HttpRequest, order: Order) -> HttpResponse:
+    """Open (or reopen) the order's payment and send the customer to the shipped checkout."""
+    try:
+        payment = services.create_payment(payable=order, user=request.user)
+    except PaygateError as exc:
+        messages.error(request, f"Could not start the payment: {exc}")
         return redirect("shop:order", order.pk)
-
-    form = CheckoutForm(request.POST or None)
-    if request.method == "POST":
-        data: dict[str, str] = {}
-        if request.POST.get("action") == "authenticate" and payment.status == "requires_action":
-            data = {}  # the dummy's "3-D Secure" passes on the next confirm
-        elif form.is_valid():
-            data = {"payment_method": form.cleaned_data["payment_method"]}
-        else:
-            return _render_checkout(request, payment, order, form)
-        try:
-            payment = services.confirm_payment(payment, **data)
-        except PaymentDeclined as exc:
-            messages.error(
-                request, f"Payment declined ({exc.decline_code or exc.code}). Try another card."
-            )
-            payment.refresh_from_db()
-        except InvalidTransition:
-            messages.info(request, "This payment cannot be confirmed any more.")
-            return redirect("shop:order", order.pk)
-        except ProviderUnavailable:
-            messages.warning(
-                request, "The provider did not answer; the payment will be checked again."
-            )
-            return redirect("shop:order", order.pk)
-        finally:
-            deliver_dummy_webhooks()
-        if payment.status == "requires_action":
-            return redirect("shop:checkout", payment.pk)
-        if payment.status in {"succeeded", "authorized", "processing"}:
-            return redirect("shop:order", order.pk)
-        form = CheckoutForm()
-    return _render_checkout(request, payment, order, form)
+    finally:
+        deliver_dummy_webhooks()
+    Order.objects.filter(pk=order.pk).update(payment=payment)
+    return redirect("paygate:checkout", payment.pk)
 
 
-def _render_checkout(
-    request: HttpRequest, payment: object, order: Order, form: CheckoutForm
-) -> HttpResponse:
-    return render(
-        request,
-        "shop/checkout.html",
-        {"payment": payment, "order": order, "form": form, "test_cards": TEST_CARDS},
-    )
+@require_POST
+def pay(request: HttpRequest, order_id: str) -> HttpResponse:
+    """ "Pay now" on the order page: the open payment again, or a new one at today's price."""
+    order = get_object_or_404(Order, pk=order_id)
+    if not order.can_be_paid_by(request.user):
+        raise Http404("No such order.")
+    return _pay(request, order)
 
 
 def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     """The order's status, its payment, refunds and audit trail (and a refund form for staff)."""
+    deliver_dummy_webhooks()  # the demo's stand-in for the provider POSTing its events
     order = get_object_or_404(Order.objects.select_related("payment"), pk=order_id)
     payment = order.payment
-    context: dict[str, object] = {"order": order, "payment": payment}
+    context: dict[str, object] = {
+        "order": order,
+        "payment": payment,
+        "can_pay_order": order.status == Order.Status.NEW and order.can_be_paid_by(request.user),
+    }
     if payment is not None:
         context["refunds"] = payment.refunds.order_by("created_at")
         context["events"] = PaymentEvent.objects.filter(payment_id=payment.pk).order_by(
             "created_at", "id"
         )
-        context["can_pay"] = payment.status in {"pending", "requires_action", "failed"}
         if request.user.is_staff and payment.status in {"succeeded", "partially_refunded"}:
             context["refund_form"] = RefundForm(currency=payment.currency)
     return render(request, "shop/order.html", context)

@@ -59,6 +59,8 @@ DEFAULTS: Mapping[str, Any] = {
     "API_STORE_CLIENT_IP": True,
     # Analytics fraud signal: users / IPs with at least this many failed attempts.
     "ANALYTICS_FRAUD_MIN_FAILURES": 3,
+    # Short name -> "app_label.Model" of the host models customers pay for (docs/checkout.md).
+    "PAYABLES": {},
 }
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
@@ -150,6 +152,10 @@ class PaygateSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 problems.append(f"PAYGATE[{key!r}] must be an integer of at least {least}.")
         problems += self._named_backend_problems(raw)
+        if "PAYABLES" in raw:
+            from django_paygate.payables import problems as payable_problems
+
+            problems += payable_problems()
         try:
             providers = self.PROVIDERS
         except ConfigurationError as exc:

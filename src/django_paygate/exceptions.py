@@ -72,6 +72,24 @@ class IdempotencyConflict(PaygateError):
     status_code = 409
 
 
+class AlreadyPaid(PaygateError):
+    """This payable is already paid."""
+
+    code = "already_paid"
+    status_code = 409
+
+
+class PayableChanged(PaygateError):
+    """The amount due changed since this payment was created; it was canceled.
+
+    Raised when a payment is confirmed after its payable's amount or currency
+    changed: it is never charged at the old price. Start a new payment.
+    """
+
+    code = "payable_changed"
+    status_code = 409
+
+
 class CheckoutVerificationError(PaygateError):
     """The customer's checkout response does not belong to this payment.
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import swapper
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
 from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import F, Q
@@ -127,6 +128,18 @@ class AbstractPayment(models.Model):
     needs_review = models.BooleanField(_("needs review"), default=False)
     review_reason = models.TextField(_("review reason"), blank=True)
 
+    #: What this payment is for: the host's payable (see :mod:`django_paygate.payables`).
+    payable_type = models.ForeignKey(
+        "contenttypes.ContentType",
+        verbose_name=_("payable type"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    payable_id = models.CharField(_("payable id"), max_length=255, blank=True, default="")
+    payable = GenericForeignKey("payable_type", "payable_id")
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     succeeded_at = models.DateTimeField(_("succeeded"), null=True, blank=True)
@@ -167,6 +180,7 @@ class AbstractPayment(models.Model):
             models.Index(fields=("created_at",)),
             models.Index(fields=("user", "created_at")),
             models.Index(fields=("needs_review", "created_at")),
+            models.Index(fields=("payable_type", "payable_id")),
         ]
 
     def __str__(self) -> str:

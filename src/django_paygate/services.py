@@ -43,9 +43,11 @@ from django.utils import timezone
 
 from django_paygate import money, sql
 from django_paygate.exceptions import (
+    AlreadyPaid,
     IdempotencyConflict,
     InvalidAmount,
     InvalidTransition,
+    PayableChanged,
     PaygateError,
     PaymentDeclined,
     ProviderError,
@@ -342,7 +344,29 @@ def _apply_payment(
         webhook_event=webhook_event,
         user=user,
     )
+    if status == P.SUCCEEDED and payment.payable_type_id:
+        _review_changed_payable(payment, source=source, webhook_event=webhook_event)
     return True
+
+
+def _review_changed_payable(
+    payment: AnyPayment, *, source: str, webhook_event: WebhookEvent | None
+) -> None:
+    """Flag a locked payment that was paid although its payable's price changed (or vanished).
+
+    The money was taken and is recorded as such; ``payment_covers`` is then
+    false, so fulfilment waits for a person.
+    """
+    from django_paygate import payables
+
+    reason = payables.payable_changed(payment)
+    if reason:
+        _flag_for_review(
+            payment,
+            f"paid after its payable changed: {reason}",
+            source=source,
+            webhook_event=webhook_event,
+        )
 
 
 def _other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
@@ -641,8 +665,8 @@ def _clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def create_payment(
     *,
-    amount: int,
-    currency: str,
+    amount: int | None = None,
+    currency: str | None = None,
     provider: str | None = None,
     user: UserLike = None,
     email: str = "",
@@ -650,14 +674,25 @@ def create_payment(
     metadata: Mapping[str, Any] | None = None,
     capture: bool = True,
     idempotency_key: str | None = None,
+    payable: Any = None,
+    customer_amount: int | None = None,
 ) -> AnyPayment:
     """Create a payment and its counterpart at the provider.
 
-    ``amount`` is an ``int`` in the currency's minor unit. The returned
-    payment carries ``client_data``: what the front end needs to let the
-    customer pay. With ``idempotency_key``, a second call with the same key
-    and parameters returns the same payment (and makes no provider call); the
-    same key with other parameters raises :class:`IdempotencyConflict`.
+    With ``payable=`` (a host object, see :mod:`django_paygate.payables`) the
+    amount, currency, description and receipt address come from the payable,
+    and the payment links to it; passing ``amount``, ``currency``, ``email`` or
+    ``description`` too is a ``TypeError``. ``customer_amount`` is an amount the
+    customer chose, for a payable that accepts one within its bounds. One open
+    payment per payable: while one is open for the same amount, currency,
+    provider and user, it is returned (``replayed`` set) instead of a new one;
+    a payable already paid raises :class:`AlreadyPaid`.
+
+    Without a payable, ``amount`` is an ``int`` in the currency's minor unit.
+    The returned payment carries ``client_data``: what the front end needs to
+    let the customer pay. With ``idempotency_key``, a second call with the
+    same key and parameters returns the same payment (and makes no provider
+    call); the same key with other parameters raises :class:`IdempotencyConflict`.
 
     Raises :class:`InvalidAmount` (and ``TypeError`` for a float) before
     anything is written, :class:`UnknownProvider` for an alias that is not
@@ -665,16 +700,32 @@ def create_payment(
     be reached: the payment then exists, ``pending``, and ``sync_payment``
     finishes the job with the same idempotency key.
     """
+    if payable is not None:
+        if amount is not None or currency is not None or email or description:
+            raise TypeError(
+                "create_payment(payable=...) takes the amount, currency, email and "
+                "description from the payable: do not pass them too."
+            )
+        return _create_for_payable(
+            payable,
+            customer_amount=customer_amount,
+            provider=provider,
+            user=user,
+            metadata=metadata,
+            capture=capture,
+            idempotency_key=idempotency_key,
+        )
+    if customer_amount is not None:
+        raise TypeError("customer_amount is for a payable that accepts one.")
+    if amount is None or currency is None:
+        raise TypeError("create_payment() needs payable=, or amount= and currency=.")
     currency = money.normalize_currency(currency)
     amount = money.validate_minor(amount, currency)
     backend = get_provider(provider)
     backend.validate_amount(amount, currency)
     metadata = _clean_metadata(metadata)
     owner = _user_or_none(user)
-    if idempotency_key is not None and not (
-        isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255
-    ):
-        raise InvalidAmount("idempotency_key must be a string of 1 to 255 characters.")
+    _check_idempotency_key(idempotency_key)
     fingerprint = (
         _fingerprint(
             amount=amount,
@@ -697,24 +748,232 @@ def create_payment(
             return _replay(existing, fingerprint, backend)
     try:
         with transaction.atomic():
-            payment = Payment.objects.create(
-                provider=backend.alias,
+            payment = _insert_payment(
+                backend,
                 amount=amount,
                 currency=currency,
-                user=owner,
-                email=email or (getattr(owner, "email", "") or ""),
-                description=description[:1000],
+                owner=owner,
+                email=email,
+                description=description,
                 metadata=metadata,
-                capture_method="automatic" if capture else "manual",
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=fingerprint,
+                capture=capture,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
             )
-            _write(_audit(payment, Source.API, from_status="", user=owner, note="created"))
     except IntegrityError:
         if not idempotency_key:
             raise
         return _replay(Payment.objects.get(idempotency_key=idempotency_key), fingerprint, backend)
     return _open_at_provider(payment, backend)
+
+
+def _check_idempotency_key(idempotency_key: str | None) -> None:
+    if idempotency_key is not None and not (
+        isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255
+    ):
+        raise InvalidAmount("idempotency_key must be a string of 1 to 255 characters.")
+
+
+def _insert_payment(
+    backend: BaseProvider,
+    *,
+    amount: int,
+    currency: str,
+    owner: Any,
+    email: str,
+    description: str,
+    metadata: dict[str, Any],
+    capture: bool,
+    idempotency_key: str | None,
+    fingerprint: str,
+    **link: Any,
+) -> AnyPayment:
+    """Write a new payment row and its "created" audit row (inside the caller's transaction)."""
+    payment = get_payment_model().objects.create(
+        provider=backend.alias,
+        amount=amount,
+        currency=currency,
+        user=owner,
+        email=email or (getattr(owner, "email", "") or ""),
+        description=description[:1000],
+        metadata=metadata,
+        capture_method="automatic" if capture else "manual",
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+        **link,
+    )
+    _write(_audit(payment, Source.API, from_status="", user=owner, note="created"))
+    return payment
+
+
+#: Statuses of a payment that still stands for its payable: it may be paid, or is being paid.
+_OPEN_FOR_PAYABLE = frozenset({P.PENDING, P.REQUIRES_ACTION, P.FAILED, P.PROCESSING, P.AUTHORIZED})
+
+
+def payments_for(payable: Any) -> QuerySet[Any]:
+    """Every payment linked to the host object ``payable``."""
+    from django.contrib.contenttypes.models import ContentType
+
+    return get_payment_model().objects.filter(
+        payable_type=ContentType.objects.get_for_model(payable, for_concrete_model=False),
+        payable_id=str(payable.pk),
+    )
+
+
+def _create_for_payable(
+    payable: Any,
+    *,
+    customer_amount: int | None,
+    provider: str | None,
+    user: UserLike,
+    metadata: Mapping[str, Any] | None,
+    capture: bool,
+    idempotency_key: str | None,
+) -> AnyPayment:
+    """Create (or return the open) payment for ``payable``, priced by the payable.
+
+    The payable's row is locked while its payments are looked at and the new
+    one is written, so concurrent creates for one payable give one payment.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from django_paygate import payables
+
+    payables.payable_name(payable)  # registered, or ConfigurationError
+    backend = get_provider(provider)
+    owner = _user_or_none(user)
+    extra = _clean_metadata(metadata)
+    _check_idempotency_key(idempotency_key)
+    model = type(payable)
+    content_type = ContentType.objects.get_for_model(payable, for_concrete_model=False)
+    fingerprint = _fingerprint(
+        payable=f"{content_type.pk}:{payable.pk}",
+        customer_amount=customer_amount,
+        provider=backend.alias,
+        user=owner.pk if owner else None,
+        metadata=extra,
+        capture=capture,
+    )
+    Payment = get_payment_model()
+    if idempotency_key:
+        existing = Payment.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, fingerprint, backend)
+    with transaction.atomic():
+        # The host's row, locked: its price is read under the lock, and a second
+        # create for it waits here until the first one's payment is committed.
+        current = model._default_manager.select_for_update().get(pk=payable.pk)
+        # The same request again, which waited for the first one's lock: replayed as it is.
+        keyed = (
+            Payment.objects.filter(idempotency_key=idempotency_key).first()
+            if idempotency_key
+            else None
+        )
+        if keyed is None:
+            open_payment, payment = _open_or_insert(
+                current,
+                backend,
+                customer_amount=customer_amount,
+                owner=owner,
+                extra=extra,
+                capture=capture,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                content_type=content_type,
+            )
+    if keyed is not None:
+        return _replay(keyed, fingerprint, backend)
+    if open_payment is not None:
+        if not open_payment.provider_payment_id and open_payment.status == P.PENDING:
+            # Its creator is still asking the provider (or lost the answer): the same
+            # idempotency key gets the same provider object.
+            open_payment = _open_at_provider(open_payment, backend)
+        else:
+            open_payment.client_data = payment_client_data(open_payment, backend)
+        open_payment.replayed = True
+        return open_payment
+    assert payment is not None
+    return _open_at_provider(payment, backend)
+
+
+def _open_or_insert(
+    current: Any,
+    backend: BaseProvider,
+    *,
+    customer_amount: int | None,
+    owner: Any,
+    extra: dict[str, Any],
+    capture: bool,
+    idempotency_key: str | None,
+    fingerprint: str,
+    content_type: Any,
+) -> tuple[AnyPayment | None, AnyPayment | None]:
+    """Under the payable's lock: ``(its open payment, None)``, or ``(None, a new payment)``."""
+    from django_paygate import payables
+
+    terms = payables.terms(current, customer_amount=customer_amount)
+    backend.validate_amount(terms.amount, terms.currency)
+    linked = payments_for(current)
+    paid = [p for p in linked.filter(status__in=PAID_STATUSES) if payables.payment_covers(p)]
+    if paid:
+        raise AlreadyPaid("This is already paid.")
+    open_payment = (
+        linked.filter(
+            status__in=_OPEN_FOR_PAYABLE,
+            amount=terms.amount,
+            currency=terms.currency,
+            provider=backend.alias,
+            capture_method="automatic" if capture else "manual",
+            user=owner,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if open_payment is None:
+        meta = {**terms.metadata, **extra}
+        if customer_amount is not None:
+            meta[payables.CUSTOMER_AMOUNT_KEY] = True
+        payment = _insert_payment(
+            backend,
+            amount=terms.amount,
+            currency=terms.currency,
+            owner=owner,
+            email=terms.email,
+            description=terms.description,
+            metadata=_clean_metadata(meta),
+            capture=capture,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            payable_type=content_type,
+            payable_id=str(current.pk),
+        )
+        return None, payment
+    return open_payment, None
+
+
+def check_payable(payment: AbstractPayment) -> None:
+    """Refuse to go on with a payment whose payable's price changed since it was created.
+
+    Raises :class:`PayableChanged` after canceling the payment (at the
+    provider too), so it is never charged at the old price. A payment without
+    a payable passes.
+    """
+    from django_paygate import payables
+
+    if not payment.payable_type_id:
+        return
+    reason = payables.payable_changed(payment)
+    if not reason:
+        return
+    logger.info("Payment %s: %s; canceling it.", payment.pk, reason)
+    try:
+        cancel_payment(payment)
+    except PaygateError as exc:
+        _review(payment, f"{reason}, and canceling it failed: {exc}")  # type: ignore[arg-type]
+    raise PayableChanged(
+        "The amount due changed since this payment was started: it was canceled. "
+        "Start the payment again."
+    )
 
 
 def _replay(payment: AnyPayment, fingerprint: str, backend: BaseProvider) -> AnyPayment:
@@ -839,6 +1098,7 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         return payment
     if not needs_capture and payment.status not in {P.PENDING, P.REQUIRES_ACTION, P.FAILED}:
         raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
+    check_payable(payment)
     if not payment.provider_payment_id:
         payment = _open_at_provider(payment, backend)
         if not _payable(payment):  # read under the lock: canceled while we were creating
@@ -1245,12 +1505,14 @@ __all__ = [
     "apply_event",
     "cancel_payment",
     "capture_payment",
+    "check_payable",
     "confirm_payment",
     "create_payment",
     "find_stuck_payments",
     "lock_payment",
     "payment_client_data",
     "payment_lookup",
+    "payments_for",
     "refund_payment",
     "sync_payment",
     "sync_stuck_payments",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from django_paygate.views import api, webhooks
+from django_paygate.views import api, checkout, webhooks
 
 app_name = "paygate"
 
@@ -17,4 +17,8 @@ urlpatterns = [
     path("payment_status/", api.payment_status, name="payment_status"),
     path("payment_analytics/", api.payment_analytics, name="payment_analytics"),
     path("openapi.json", api.openapi_json, name="openapi_json"),
+    path("checkout/<uuid:payment_id>/", checkout.checkout_page, name="checkout"),
+    path("checkout/<uuid:payment_id>/return/", checkout.checkout_return, name="checkout_return"),
+    path("checkout/<uuid:payment_id>/check/", checkout.checkout_check, name="checkout_check"),
+    path("checkout/<uuid:payment_id>/result/", checkout.checkout_result, name="checkout_result"),
 ]

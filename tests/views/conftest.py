@@ -36,6 +36,15 @@ class Api:
         if user is not None:
             self.client.force_login(user)
 
+    def order(self, amount: int = 1999, currency: str = "USD") -> dict[str, Any]:
+        """The create_intent body for a new order of this user's (tests.testapp.Order)."""
+        from tests.testapp.models import Order
+
+        order = Order.objects.create(
+            reference="T", amount=amount, currency=currency, owner=self.user
+        )
+        return {"payable": "order", "id": str(order.pk)}
+
     def post(
         self,
         name: str,

@@ -18,7 +18,7 @@ Payment = get_payment_model()
 
 @pytest.fixture
 def payment_id(api: Api) -> str:
-    response = api.post("create_intent", {"amount": 1999, "currency": "USD"})
+    response = api.post("create_intent", api.order(1999, "USD"))
     assert response.status_code == 201
     return str(response.json_body["id"])
 

@@ -18,7 +18,7 @@ Payment = get_payment_model()
 @pytest.fixture
 def paid(api: Api) -> Any:
     """A 20.00 USD payment of ``user``, paid through the API."""
-    created = api.post("create_intent", {"amount": 2000, "currency": "USD"})
+    created = api.post("create_intent", api.order(2000, "USD"))
     confirmed = api.post(
         "confirm_payment",
         {"payment_id": str(created.json_body["id"]), "payment_method": CARD_SUCCEEDS},
@@ -70,7 +70,7 @@ def test_refund_above_what_is_left_is_400(refund_api: Api, paid: Any) -> None:
 
 
 def test_refund_of_an_unpaid_payment_is_409(refund_api: Api, api: Api) -> None:
-    created = api.post("create_intent", {"amount": 2000, "currency": "USD"})
+    created = api.post("create_intent", api.order(2000, "USD"))
     response = refund_api.post("process_refund", {"payment_id": str(created.json_body["id"])})
     assert response.status_code == 409
     assert response.json_body["error"]["code"] == "invalid_state"

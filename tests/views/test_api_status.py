@@ -57,7 +57,7 @@ def test_staff_sees_any_payment_with_review_details(staff_api: Api, payment: Any
 def test_sync_pulls_the_truth_from_the_provider(api: Api, dummy: Any) -> None:
     from django_paygate.models import get_payment_model
 
-    created = api.post("create_intent", {"amount": 700, "currency": "EUR"})
+    created = api.post("create_intent", api.order(700, "EUR"))
     payment = get_payment_model().objects.get(pk=created.json_body["id"])
     # The customer paid at the provider; no webhook has arrived yet.
     dummy.confirm_payment(payment, idempotency_key="out-of-band", payment_method=CARD_SUCCEEDS)
@@ -73,7 +73,7 @@ def test_sync_pulls_the_truth_from_the_provider(api: Api, dummy: Any) -> None:
 def test_sync_provider_unreachable_is_503(api: Api, dummy: Any, monkeypatch: Any) -> None:
     from django_paygate.exceptions import ProviderUnavailable
 
-    created = api.post("create_intent", {"amount": 700, "currency": "EUR"})
+    created = api.post("create_intent", api.order(700, "EUR"))
 
     def unreachable(payment: Any) -> Any:
         raise ProviderUnavailable("Dummy timeout.")

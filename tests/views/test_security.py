@@ -34,9 +34,7 @@ def _paygate(settings: Any, **values: Any) -> None:
 
 @pytest.fixture
 def victim_payment(other_api: Api) -> Any:
-    response = other_api.post(
-        "create_intent", {"amount": 4321, "currency": "USD", "description": "victim's order"}
-    )
+    response = other_api.post("create_intent", other_api.order(4321, "USD"))
     assert response.status_code == 201
     return Payment.objects.get(pk=response.json_body["id"])
 
@@ -116,9 +114,10 @@ def test_refunder_gets_404_for_garbage_ids(refund_api: Api) -> None:
 def test_another_users_idempotency_key_never_returns_their_client_data(
     api: Api, other_api: Any, dummy: Any
 ) -> None:
-    body = {"amount": 999, "currency": "USD"}
-    theirs = other_api.post("create_intent", body, **{"Idempotency-Key": "checkout-1"})
-    mine = api.post("create_intent", body, **{"Idempotency-Key": "checkout-1"})
+    theirs = other_api.post(
+        "create_intent", other_api.order(999, "USD"), **{"Idempotency-Key": "checkout-1"}
+    )
+    mine = api.post("create_intent", api.order(999, "USD"), **{"Idempotency-Key": "checkout-1"})
     assert mine.status_code == 201
     assert mine.json_body["id"] != theirs.json_body["id"]
     assert str(theirs.json_body["id"]) not in mine.content.decode()
@@ -182,18 +181,16 @@ def test_session_stored_tokens_of_another_session_are_refused(
         session = client.client.session
         session["_csrftoken"] = client.token
         session.save()
-    refused = api.post("create_intent", {"amount": 100, "currency": "USD"}, token=other_api.token)
+    refused = api.post("create_intent", api.order(100, "USD"), token=other_api.token)
     assert refused.status_code == 403
-    accepted = api.post("create_intent", {"amount": 100, "currency": "USD"})
+    accepted = api.post("create_intent", api.order(100, "USD"))
     assert accepted.status_code == 201
 
 
 @db
 def test_csrf_is_still_enforced_with_django_s_own_failure_view(api: Api, settings: Any) -> None:
     settings.CSRF_FAILURE_VIEW = "django.views.csrf.csrf_failure"  # Django's default
-    response = api.post(
-        "create_intent", {"amount": 100, "currency": "USD"}, token=None, check=False
-    )
+    response = api.post("create_intent", api.order(100, "USD"), token=None, check=False)
     assert response.status_code == 403
     assert not response["Content-Type"].startswith("application/json")
     assert not Payment.objects.exists()
@@ -253,9 +250,9 @@ def test_per_user_limit_then_recovery(api: Api, user: Any, settings: Any, clock:
 @db
 def test_user_limit_follows_the_user_across_ips(api: Api, settings: Any, clock: Any) -> None:
     _paygate(settings, RATE_LIMITS={"create_intent": {"user": "2/m", "ip": None}})
-    body = {"amount": 100, "currency": "USD"}
     codes = [
-        api.post("create_intent", body, REMOTE_ADDR=f"198.51.100.{i}").status_code for i in range(3)
+        api.post("create_intent", api.order(100), REMOTE_ADDR=f"198.51.100.{i}").status_code
+        for i in range(3)
     ]
     assert codes == [201, 201, 429]
 
@@ -263,11 +260,13 @@ def test_user_limit_follows_the_user_across_ips(api: Api, settings: Any, clock: 
 @db
 def test_ip_limit_spans_users(api: Api, other_api: Api, settings: Any, clock: Any) -> None:
     _paygate(settings, RATE_LIMITS={"create_intent": {"user": None, "ip": "2/m"}})
-    body = {"amount": 100, "currency": "USD"}
-    assert api.post("create_intent", body, REMOTE_ADDR="203.0.113.1").status_code == 201
-    assert api.post("create_intent", body, REMOTE_ADDR="203.0.113.1").status_code == 201
-    assert other_api.post("create_intent", body, REMOTE_ADDR="203.0.113.1").status_code == 429
-    assert other_api.post("create_intent", body, REMOTE_ADDR="203.0.113.2").status_code == 201
+    for caller, ip, status in [
+        (api, "203.0.113.1", 201),
+        (api, "203.0.113.1", 201),
+        (other_api, "203.0.113.1", 429),
+        (other_api, "203.0.113.2", 201),
+    ]:
+        assert caller.post("create_intent", caller.order(), REMOTE_ADDR=ip).status_code == status
 
 
 @db
@@ -283,13 +282,13 @@ def test_limits_are_per_endpoint(api: Api, user: Any, settings: Any, clock: Any)
     payment = PaymentFactory(user=user)
     assert api.get("payment_status", {"payment_id": str(payment.pk)}).status_code == 200
     assert api.get("payment_status", {"payment_id": str(payment.pk)}).status_code == 429
-    assert api.post("create_intent", {"amount": 100, "currency": "USD"}).status_code == 201
+    assert api.post("create_intent", api.order(100, "USD")).status_code == 201
 
 
 @db
 def test_sync_has_its_own_tighter_limit(api: Api, dummy: Any, settings: Any, clock: Any) -> None:
     _paygate(settings, RATE_LIMITS={"payment_sync": {"user": "1/m", "ip": None}})
-    created = api.post("create_intent", {"amount": 100, "currency": "USD"})
+    created = api.post("create_intent", api.order(100, "USD"))
     params = {"payment_id": str(created.json_body["id"]), "sync": "1"}
     assert api.get("payment_status", params).status_code == 200
     assert api.get("payment_status", params).status_code == 429
@@ -394,7 +393,7 @@ def test_rate_limit_settings_are_validated(settings: Any) -> None:
 
 
 def _new_payment(api: Api) -> str:
-    return str(api.post("create_intent", {"amount": 100, "currency": "USD"}).json_body["id"])
+    return str(api.post("create_intent", api.order(100, "USD")).json_body["id"])
 
 
 @db
@@ -594,7 +593,7 @@ LONE_SURROGATE = '"\\ud800"'  # valid JSON: an escape that decodes to an unpaire
     ],
 )
 def test_unstorable_text_in_create_intent_is_a_400(api: Api, field: str) -> None:
-    raw = '{"amount": 1999, "currency": "USD", ' + field + "}"
+    raw = '{"payable": "order", "id": "1", ' + field + "}"
     response = api.post("create_intent", raw=raw)
     assert response.status_code == 400
     assert set(response.json_body["error"]["fields"]) <= {"description", "metadata"}
@@ -603,7 +602,7 @@ def test_unstorable_text_in_create_intent_is_a_400(api: Api, field: str) -> None
 
 @db
 def test_unstorable_text_in_a_refund_reason_is_a_400(api: Api, refund_api: Api) -> None:
-    created = api.post("create_intent", {"amount": 2000, "currency": "USD"}).json_body
+    created = api.post("create_intent", api.order(2000, "USD")).json_body
     api.post("confirm_payment", {"payment_id": created["id"], "payment_method": CARD_SUCCEEDS})
     raw = '{"payment_id": "' + created["id"] + '", "reason": ' + LONE_SURROGATE + "}"
     response = refund_api.post("process_refund", raw=raw)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('paygate', '0002_dispute_inquiry'),
+        ('paygate', '0003_payable'),
     ]
 
     operations = [

@@ -321,6 +321,8 @@ class RazorpayProvider(BaseProvider):
         # Minutes during which Razorpay captures automatic-capture payments itself
         # (late authorizations included); None keeps the account's Dashboard setting.
         "automatic_expiry_period": None,
+        # Razorpay Checkout.js, as the shipped checkout page loads it (a stand-in for tests).
+        "script_url": "https://checkout.razorpay.com/v1/checkout.js",
     }
     required_options = ("key_id", "key_secret")
     secret_options = ("key_secret", "webhook_secret")

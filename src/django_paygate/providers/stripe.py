@@ -348,6 +348,9 @@ class StripeProvider(BaseProvider):
         # Attach ``payment_method`` with an update, then confirm without it (two
         # POSTs). Needed by test servers that cannot confirm with a payment method.
         "attach_before_confirm": False,
+        # Stripe.js, as the shipped checkout page loads it (a stand-in for tests and
+        # air-gapped staging; allow its host in your Content-Security-Policy).
+        "script_url": "https://js.stripe.com/v3/",
     }
     required_options = ("secret_key",)
     secret_options = ("secret_key", "webhook_secret")

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import EmailValidator, URLValidator
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
 
-from django_paygate import analytics, money, security, services, sql
+from django_paygate import analytics, money, payables, security, services, sql
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import (
     ActionRequired,
@@ -59,17 +59,13 @@ ViewFunc = Callable[..., HttpResponse]
 
 #: The metadata key prefix reserved for django-paygate's own entries.
 RESERVED_METADATA_PREFIX = "paygate_"
-MAX_METADATA_KEYS = 50
-MAX_METADATA_KEY_LENGTH = 40
-MAX_METADATA_VALUE_LENGTH = 500
-MAX_DESCRIPTION_LENGTH = 1000
 MAX_REASON_LENGTH = 500
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
 
-CREATE_FIELDS = frozenset(
-    {"amount", "currency", "provider", "description", "metadata", "capture", "email"}
-)
+CREATE_FIELDS = frozenset({"payable", "id", "provider", "amount"})
+#: What the payable decides, never the browser (``amount`` only for a payable that accepts one).
+PRICED_BY_PAYABLE = frozenset({"amount", "currency", "email", "description", "metadata"})
 #: Confirmation data passed to the provider, by field name -> longest accepted value.
 CONFIRM_DATA_FIELDS: Mapping[str, int] = {
     "payment_method": 255,
@@ -336,61 +332,6 @@ def _amount(value: object, currency: str | None, errors: dict[str, str]) -> int 
         return None
 
 
-def _metadata(value: object, errors: dict[str, str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        errors["metadata"] = "Must be an object of string keys to strings, integers or booleans."
-        return {}
-    if len(value) > MAX_METADATA_KEYS - 1:
-        errors["metadata"] = f"At most {MAX_METADATA_KEYS - 1} keys (one is reserved)."
-        return {}
-    for key, item in value.items():
-        if not key or len(key) > MAX_METADATA_KEY_LENGTH or sql.unstorable_text(key):
-            errors["metadata"] = (
-                f"Keys are 1 to {MAX_METADATA_KEY_LENGTH} characters of valid Unicode text."
-            )
-            return {}
-        if key.startswith(RESERVED_METADATA_PREFIX):
-            errors["metadata"] = f"Keys starting with {RESERVED_METADATA_PREFIX!r} are reserved."
-            return {}
-        if isinstance(item, Decimal):
-            errors["metadata"] = (
-                f"{key!r}: numbers with a fraction are refused; send them as strings."
-            )
-            return {}
-        if not (isinstance(item, (str, bool)) or _is_int(item)):
-            errors["metadata"] = f"{key!r}: values are strings, integers or booleans."
-            return {}
-        if isinstance(item, str) and (
-            len(item) > MAX_METADATA_VALUE_LENGTH or sql.unstorable_text(item)
-        ):
-            errors["metadata"] = (
-                f"{key!r}: values are at most {MAX_METADATA_VALUE_LENGTH} characters "
-                "of valid Unicode text."
-            )
-            return {}
-        if _is_int(item) and abs(item) > 2**53:
-            errors["metadata"] = f"{key!r}: integers are at most 2**53 in size."
-            return {}
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    limit = int(paygate_settings.API_MAX_METADATA_BYTES)
-    if size > limit:
-        errors["metadata"] = f"At most {limit} bytes as JSON (this is {size})."
-        return {}
-    return dict(value)
-
-
-def _bool(data: Mapping[str, Any], name: str, errors: dict[str, str], default: bool) -> bool:
-    value = data.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        errors[name] = "Must be true or false."
-        return default
-    return value
-
-
 def _uuid(value: object) -> uuid.UUID | None:
     if not isinstance(value, str) or len(value) > 64:
         return None
@@ -500,77 +441,89 @@ def _idempotency_key(request: HttpRequest, errors: dict[str, str]) -> str | None
 
 @api_endpoint("create_intent", ("POST",), "user")
 def create_intent(request: HttpRequest) -> HttpResponse:
-    """``POST create_intent/``: create a payment for the logged-in user.
+    """``POST create_intent/``: a payment for a payable of the host, priced by the payable.
 
-    201 with the payment and its ``client`` data; with an ``Idempotency-Key``
-    header, the same key and body answer 200 with the same payment, and the
-    same key with another body 409.
+    Body: ``{"payable": "<name in PAYGATE['PAYABLES']>", "id": "<pk>", "provider": alias}``.
+    The payable decides the amount, the currency, the receipt address and who
+    may pay it (anyone else gets the same 404 as for an id that does not
+    exist). ``amount`` is accepted only by a payable that takes an amount the
+    customer chooses, within its bounds; ``currency``, ``email``,
+    ``description`` and ``metadata`` never.
+
+    201 with the payment and its ``client`` data; 200 with the open payment
+    when one exists for the same amount, currency and provider (or for the
+    same ``Idempotency-Key`` and body); 409 ``already_paid``.
     """
     data = read_json(request)
-    errors = _unknown(data, CREATE_FIELDS)
-
+    errors = {
+        key: "Decided by the payable, not the request."
+        for key in data
+        if key in PRICED_BY_PAYABLE - {"amount"}
+    }
+    errors.update(_unknown(data, CREATE_FIELDS | PRICED_BY_PAYABLE))
     key = _idempotency_key(request, errors)
-
-    currency: str | None = None
-    if data.get("currency") is None:
-        errors["currency"] = "This field is required."
-    else:
-        try:
-            currency = money.normalize_currency(data["currency"])
-        except InvalidAmount as exc:
-            errors["currency"] = str(exc)
-    if data.get("amount") is None:
-        errors["amount"] = "This field is required."
-        amount = None
-    else:
-        amount = _amount(data["amount"], currency, errors)
-
+    name = _string(data, "payable", errors, max_length=64, required=True)
+    raw_pk = data.get("id")
+    if raw_pk is None:
+        errors["id"] = "This field is required."
+    elif not (isinstance(raw_pk, str) or _is_int(raw_pk)) or len(str(raw_pk)) > 255:
+        errors["id"] = "Must be a string or an integer."
+    model = payables.payable_model(name) if name else None
+    if model is None and "payable" not in errors:
+        errors["payable"] = "No payable is registered under this name."
     provider = _string(data, "provider", errors, max_length=64) or None
     if provider is not None and provider not in paygate_settings.PROVIDERS:
         errors["provider"] = "No provider is configured under this alias."
-    description = _string(data, "description", errors, max_length=MAX_DESCRIPTION_LENGTH)
-    email = _string(data, "email", errors, max_length=254)
-    if email:
-        try:
-            EmailValidator()(email)
-        except ValidationError:
-            errors["email"] = "Enter a valid email address."
-    metadata = _metadata(data.get("metadata"), errors)
-    capture = _bool(data, "capture", errors, True)
     if errors:
         raise invalid(errors)
-    assert amount is not None
-    assert currency is not None
+    assert model is not None
 
     user = request.user
-    scoped_key = f"api:{user.pk}:{key}" if key else None
-    existing = payment_by_idempotency_key(scoped_key) if scoped_key else None
-    # The client IP is part of what the idempotency key remembers: a replay from
-    # another network must not look like another request.
-    if existing is not None:
-        stored_ip = (existing.metadata or {}).get(analytics.CLIENT_IP_KEY)
-        if stored_ip:
-            metadata[analytics.CLIENT_IP_KEY] = stored_ip
-    elif paygate_settings.API_STORE_CLIENT_IP:
-        metadata[analytics.CLIENT_IP_KEY] = security.client_ip(request)
+    payable = _payable_for(model, raw_pk, user)
+    customer_amount: int | None = None
+    if data.get("amount") is not None:
+        if payables.customer_amount_bounds(payable) is None:
+            raise invalid({"amount": "Decided by the payable, not the request."})
+        customer_amount = _amount(data["amount"], payable.get_payment_amount()[1], errors)
+        if errors:
+            raise invalid(errors)
 
+    scoped_key = f"api:{user.pk}:{key}" if key else None
+    metadata: dict[str, Any] = {}
+    if paygate_settings.API_STORE_CLIENT_IP:
+        existing = payment_by_idempotency_key(scoped_key) if scoped_key else None
+        # What the idempotency key remembers includes the client IP: a replay from
+        # another network must not look like another request.
+        stored_ip = (existing.metadata or {}).get(analytics.CLIENT_IP_KEY) if existing else None
+        metadata[analytics.CLIENT_IP_KEY] = stored_ip or security.client_ip(request)
     try:
         payment = services.create_payment(
-            amount=amount,
-            currency=currency,
+            payable=payable,
+            customer_amount=customer_amount,
             provider=provider,
             user=user,
-            email=email,
-            description=description,
             metadata=metadata,
-            capture=capture,
             idempotency_key=scoped_key,
         )
-    except TypeError as exc:
-        raise invalid({}, str(exc)) from exc
+    except InvalidAmount as exc:
+        if customer_amount is None:
+            raise
+        raise invalid({"amount": str(exc)}) from exc
     body = payment_json(payment)
     body["client"] = dict(payment.client_data) if payment.client_data is not None else None
     return json_response(body, status=200 if payment.replayed else 201)
+
+
+def _payable_for(model: type[Any], raw_pk: object, user: Any) -> Any:
+    """The payable ``raw_pk`` names if ``user`` may pay it, else the 404 of "no such payable"."""
+    missing = ApiError(404, "not_found", "No such payable.")
+    try:
+        payable = model._default_manager.filter(pk=raw_pk).first()
+    except (ValueError, TypeError, ValidationError):
+        raise missing from None
+    if payable is None or not payable.can_be_paid_by(user):
+        raise missing
+    return payable
 
 
 @api_endpoint("confirm_payment", ("POST",), "user")

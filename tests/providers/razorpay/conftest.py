@@ -70,6 +70,7 @@ def paygate_setting(**overrides: Any) -> dict[str, Any]:
                 "OPTIONS": razorpay_options(**overrides),
             },
         },
+        "PAYABLES": {"order": "testapp.Order"},
     }
 
 

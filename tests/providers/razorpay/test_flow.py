@@ -455,9 +455,12 @@ def test_through_the_json_api(fake: FakeRazorpay, django_user_model: Any) -> Non
     owner = django_user_model.objects.create_user("asha", "asha@example.in", "pw")
     client = Client()
     client.force_login(owner)
+    from tests.testapp.models import Order
+
+    order = Order.objects.create(reference="R-1", amount=49900, currency="INR", owner=owner)
     created = client.post(
         "/api/payments/create_intent/",
-        {"amount": 49900, "currency": "INR", "provider": "razorpay"},
+        {"payable": "order", "id": order.pk, "provider": "razorpay"},
         content_type="application/json",
     )
     assert created.status_code == 201, created.content
