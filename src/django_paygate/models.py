@@ -113,6 +113,12 @@ class AbstractPayment(models.Model):
         verbose_name = _("payment")
         verbose_name_plural = _("payments")
         ordering = ("-created_at",)
+        # Staff actions of the admin (``paygate.refund_payment`` lives on Refund).
+        permissions = [
+            ("capture_payment", _("Can capture payments")),
+            ("cancel_payment", _("Can cancel payments")),
+            ("sync_payment", _("Can sync payments from their provider")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=("provider", "provider_payment_id"),
