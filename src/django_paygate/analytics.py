@@ -96,6 +96,29 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     return end - timedelta(days=29), end
 
 
+def resolve_range(
+    start: date | None, end: date | None, today: date | None = None
+) -> tuple[date, date]:
+    """The range asked for, with its defaults; ``ValueError`` (naming ``end``) when wrong.
+
+    Neither: the last 30 days. Only ``end``: the 30 days up to it. Only
+    ``start``: from it to today (or to itself, if it is in the future).
+    """
+    default_start, default_end = default_range(today)
+    if start is None and end is None:
+        start, end = default_start, default_end
+    elif start is None:
+        assert end is not None
+        start = end - timedelta(days=29)
+    elif end is None:
+        end = max(start, default_end)
+    if end < start:
+        raise ValueError("Must not be before start.")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise ValueError(f"The range is at most {MAX_RANGE_DAYS} days.")
+    return start, end
+
+
 def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """Aware datetimes ``[start 00:00, end + 1 day 00:00)`` in the current time zone."""
     tz = timezone.get_current_timezone()
@@ -464,4 +487,5 @@ __all__ = [
     "network_expression",
     "open_disputes",
     "payment_analytics",
+    "resolve_range",
 ]

@@ -399,6 +399,24 @@ class Notification(models.Model):
         return f"{self.kind} ({self.status})"
 
 
+class Analytics(models.Model):
+    """No table: the admin's analytics dashboard (``admin/paygate/analytics/``) hangs here.
+
+    Its one permission, ``paygate.view_analytics``, is who may see the dashboard.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = _("analytics")
+        verbose_name_plural = _("analytics")
+
+    def __str__(self) -> str:
+        return str(self._meta.verbose_name)
+
+
 @functools.cache
 def get_payment_model() -> type[Payment]:
     """The payment model in use (``PAYGATE_PAYMENT_MODEL``, else ``paygate.Payment``).

@@ -1232,6 +1232,11 @@ def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: Web
     return changed
 
 
+def refundable_amount(payment: AnyPayment) -> int:
+    """What a new refund of ``payment`` may take now, in minor units (a read: no lock)."""
+    return max(0, payment.amount_captured - _refund_reserved(payment))
+
+
 __all__ = [
     "apply_event",
     "cancel_payment",
@@ -1243,6 +1248,7 @@ __all__ = [
     "payment_client_data",
     "payment_lookup",
     "refund_payment",
+    "refundable_amount",
     "sync_payment",
     "sync_stuck_payments",
 ]

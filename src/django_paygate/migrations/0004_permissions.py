@@ -1,6 +1,7 @@
-# The admin's staff actions: capture, cancel and sync a payment.
+# The admin's staff actions (capture, cancel and sync a payment) and the
+# analytics dashboard's view permission (a model without a table).
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
@@ -20,6 +21,18 @@ class Migration(migrations.Migration):
                 ],
                 "verbose_name": "payment",
                 "verbose_name_plural": "payments",
+            },
+        ),
+        migrations.CreateModel(
+            name="Analytics",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+            ],
+            options={
+                "verbose_name": "analytics",
+                "verbose_name_plural": "analytics",
+                "managed": False,
+                "default_permissions": ("view",),
             },
         ),
     ]

@@ -25,7 +25,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -755,18 +755,10 @@ def payment_analytics(request: HttpRequest) -> HttpResponse:
             errors["min_failures"] = "An integer from 1 to 1000."
     if errors:
         raise invalid(errors)
-    default_start, default_end = analytics.default_range(timezone.localdate())
-    if start is None and end is None:
-        start, end = default_start, default_end
-    elif start is None:
-        assert end is not None
-        start = end - timedelta(days=29)
-    elif end is None:
-        end = max(start, default_end)
-    if end < start:
-        raise invalid({"end": "Must not be before start."})
-    if (end - start).days + 1 > analytics.MAX_RANGE_DAYS:
-        raise invalid({"end": f"The range is at most {analytics.MAX_RANGE_DAYS} days."})
+    try:
+        start, end = analytics.resolve_range(start, end, timezone.localdate())
+    except ValueError as exc:
+        raise invalid({"end": str(exc)}) from None
     result = analytics.payment_analytics(
         start=start, end=end, currency=currency, provider=provider, min_failures=min_failures
     )
