@@ -1092,9 +1092,10 @@ def dashboard_context(result: dict[str, Any]) -> dict[str, Any]:
     end = date.fromisoformat(result["range"]["end"])
     filters = result["filters"]
     payments = get_payment_model()
+    lower, upper = analytics.bounds(start, end)
     in_range = {
-        "created_at__gte": start.isoformat(),
-        "created_at__lt": (end + timedelta(days=1)).isoformat(),
+        "created_at__gte": lower.isoformat(),
+        "created_at__lt": upper.isoformat(),
         "provider": filters["provider"],
     }
     series = charts.days(start, end)

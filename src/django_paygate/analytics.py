@@ -119,7 +119,7 @@ def resolve_range(
     return start, end
 
 
-def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+def bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """Aware datetimes ``[start 00:00, end + 1 day 00:00)`` in the current time zone."""
     tz = timezone.get_current_timezone()
     lower = datetime.combine(start, time.min)
@@ -253,7 +253,7 @@ def payment_analytics(
     """
     if end < start:
         raise ValueError("end is before start.")
-    lower, upper = _bounds(start, end)
+    lower, upper = bounds(start, end)
     payments = _payments(lower, upper, currency, provider)
     statuses = [s.value for s in PaymentStatus]
 
@@ -482,6 +482,7 @@ __all__ = [
     "AWAITING_ANSWER",
     "CLIENT_IP_KEY",
     "MAX_RANGE_DAYS",
+    "bounds",
     "burst_thresholds",
     "default_range",
     "network_expression",
