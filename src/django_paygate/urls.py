@@ -16,5 +16,6 @@ urlpatterns = [
     path("process_refund/", api.process_refund, name="process_refund"),
     path("payment_status/", api.payment_status, name="payment_status"),
     path("payment_analytics/", api.payment_analytics, name="payment_analytics"),
+    path("payments/", api.payments, name="payments"),
     path("openapi.json", api.openapi_json, name="openapi_json"),
 ]
