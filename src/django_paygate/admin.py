@@ -141,6 +141,19 @@ def status_badge(value: str, label: str) -> str:
     return format_html('<span class="pg-badge pg-badge--{}">{}</span>', value, label)
 
 
+def short_time(value: Any) -> str:
+    """``Dec 02 19:45`` (local time), the full timestamp on hover."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        local.strftime("%b %d %H:%M"),
+    )
+
+
 def csv_cell(value: Any) -> str:
     """A CSV cell a spreadsheet shows as text, never runs as a formula."""
     text = "" if value is None else str(value)
@@ -380,11 +393,9 @@ class PaymentAdmin(
         "short_id",
         "amount_display",
         "status_display",
-        "provider",
-        "provider_id_display",
+        "provider_display",
         "customer",
-        "review_display",
-        "created_at",
+        "created_display",
     )
     list_filter = ("status", "provider", "needs_review", "currency", ClientNetworkFilter)
     search_fields = ("provider_payment_id", "email")
@@ -429,27 +440,33 @@ class PaymentAdmin(
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: Any) -> str:
-        return status_badge(obj.status, obj.get_status_display())
+        badge = status_badge(obj.status, obj.get_status_display())
+        if not obj.needs_review:
+            return badge
+        return format_html('{}<span class="pg-review">{}</span>', badge, _("Needs review"))
 
-    @admin.display(description=_("provider id"), ordering="provider_payment_id")
-    def provider_id_display(self, obj: Any) -> str:
-        return clipped(obj.provider_payment_id)
+    @admin.display(description=_("provider"), ordering="provider")
+    def provider_display(self, obj: Any) -> str:
+        return format_html(
+            '<span class="pg-sub">{}</span>{}', obj.provider, clipped(obj.provider_payment_id)
+        )
 
     @admin.display(description=_("customer"), ordering="email")
     def customer(self, obj: Any) -> str:
-        return clipped(obj.email)
-
-    @admin.display(description=_("review"), ordering="needs_review")
-    def review_display(self, obj: Any) -> str:
+        email = clipped(obj.email)
         if not obj.needs_review:
-            return ""
+            return email
         reason = (obj.review_reason or "").strip().splitlines()
         return format_html(
-            '<span class="pg-review">{}</span><span class="pg-reason" title="{}">{}</span>',
-            _("Needs review"),
+            '{}<span class="pg-reason" title="{}">{}</span>',
+            email,
             obj.review_reason,
             reason[-1] if reason else "",
         )
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Any) -> str:
+        return short_time(obj.created_at)
 
     @admin.display(description=_("provider references"))
     def provider_references(self, obj: Any) -> str:
@@ -748,7 +765,7 @@ class RefundAdmin(ConsoleMedia, CsvExportMixin, ReadOnlyAdminMixin, admin.ModelA
         "payment_link",
         "provider_id_display",
         "source",
-        "created_at",
+        "created_display",
     )
     list_filter = ("status", "source", "currency")
     search_fields = ("provider_refund_id", "=payment__id")
@@ -791,6 +808,10 @@ class RefundAdmin(ConsoleMedia, CsvExportMixin, ReadOnlyAdminMixin, admin.ModelA
     @admin.display(description=_("provider refund id"), ordering="provider_refund_id")
     def provider_id_display(self, obj: Refund) -> str:
         return clipped(obj.provider_refund_id)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Refund) -> str:
+        return short_time(obj.created_at)
 
     def get_urls(self) -> list[Any]:
         return [self.csv_url(), *super().get_urls()]
@@ -866,11 +887,10 @@ class PaymentEventAdmin(ConsoleMedia, ReadOnlyAdminMixin, admin.ModelAdmin):
 class WebhookEventAdmin(ConsoleMedia, ProviderCallsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "event_id_display",
-        "provider",
-        "type",
+        "type_display",
         "status_display",
         "attempts",
-        "received_at",
+        "received_display",
         "payment_link",
     )
     list_filter = ("provider", "status", "type")
@@ -896,6 +916,18 @@ class WebhookEventAdmin(ConsoleMedia, ProviderCallsMixin, ReadOnlyAdminMixin, ad
     @admin.display(description=_("event id"), ordering="event_id")
     def event_id_display(self, obj: WebhookEvent) -> str:
         return clipped(obj.event_id)
+
+    @admin.display(description=_("provider · type"), ordering="type")
+    def type_display(self, obj: WebhookEvent) -> str:
+        return format_html(
+            '<span class="pg-sub">{}</span>{}',
+            obj.provider,
+            clipped(obj.type, "pg-clip pg-clip--text"),
+        )
+
+    @admin.display(description=_("received"), ordering="received_at")
+    def received_display(self, obj: WebhookEvent) -> str:
+        return short_time(obj.received_at)
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: WebhookEvent) -> str:
@@ -939,8 +971,8 @@ class NotificationAdmin(ConsoleMedia, ReadOnlyAdminMixin, admin.ModelAdmin):
         "payment_link",
         "attempts",
         "signal_sent",
-        "created_at",
-        "sent_at",
+        "created_display",
+        "sent_display",
     )
     list_filter = ("kind", "status", "signal_sent")
     list_select_related = ("payment",)
@@ -954,6 +986,14 @@ class NotificationAdmin(ConsoleMedia, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("payment"), ordering="payment")
     def payment_link(self, obj: Notification) -> str:
         return _change_link(obj.payment, str(obj.payment_id)[:SHORT_ID])
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Notification) -> str:
+        return short_time(obj.created_at)
+
+    @admin.display(description=_("sent"), ordering="sent_at")
+    def sent_display(self, obj: Notification) -> str:
+        return short_time(obj.sent_at)
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return _may_change(request, self.model)
@@ -1046,13 +1086,16 @@ class AnalyticsAdmin(ConsoleMedia, admin.ModelAdmin):
     ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = AnalyticsFilterForm(request.GET or None)
+        default_start, default_end = analytics.default_range(timezone.localdate())
+        form = AnalyticsFilterForm(
+            request.GET or None, initial={"start": default_start, "end": default_end}
+        )
         result = None
         if not request.GET or form.is_valid():
             data = form.cleaned_data if request.GET else {}
             start, end = data.get("start"), data.get("end")
             if start is None or end is None:
-                start, end = analytics.resolve_range(None, None, timezone.localdate())
+                start, end = default_start, default_end
             result = analytics.payment_analytics(
                 start=start,
                 end=end,
@@ -1142,6 +1185,10 @@ def dashboard_context(result: dict[str, Any]) -> dict[str, Any]:
             "created_at__lt": (begins + timedelta(hours=1)).isoformat(),
         }
 
+    def with_hour(row: dict[str, Any]) -> dict[str, Any]:
+        begins = timezone.localtime(datetime.fromisoformat(row["hour"]))
+        return {**row, "hour_display": begins.strftime("%b %d, %H:00\u2013%H:59")}
+
     fraud = result["fraud"]
     links = {
         "failure_codes": [
@@ -1161,11 +1208,17 @@ def dashboard_context(result: dict[str, Any]) -> dict[str, Any]:
             for row in fraud["decline_sources"]
         ],
         "network_bursts": [
-            (row, _list_url(payments, client_network=row["network"], **hour_range(row["hour"])))
+            (
+                with_hour(row),
+                _list_url(payments, client_network=row["network"], **hour_range(row["hour"])),
+            )
             for row in fraud["bursts"]["networks"]
         ],
         "user_bursts": [
-            (row, _list_url(payments, user__id__exact=row["user_id"], **hour_range(row["hour"])))
+            (
+                with_hour(row),
+                _list_url(payments, user__id__exact=row["user_id"], **hour_range(row["hour"])),
+            )
             for row in fraud["bursts"]["users"]
         ],
         "users": [

@@ -17,7 +17,7 @@ from typing import Any
 WIDTH = 640
 HEIGHT = 220
 #: Room for the axis labels: left, right, top, bottom.
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 12, 12, 28
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 84, 16, 14, 32
 
 
 @dataclass(frozen=True)
