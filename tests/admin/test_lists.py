@@ -181,3 +181,23 @@ def test_admin_index_links_to_the_dashboard(console):
     html = console.get(reverse("admin:index")).content.decode()
     assert reverse("admin:paygate_analytics_changelist") == "/admin/paygate/analytics/"
     assert 'href="/admin/paygate/analytics/"' in html
+
+
+@pytest.mark.parametrize(
+    ("site_url", "prefix"), [("https://shop.example.com/", "https://shop.example.com"), (None, "")]
+)
+def test_dispute_email_links_to_the_payments_admin_page(settings, site_url, prefix):
+    from django_paygate import emails
+    from tests.notifications.factories import make_notification
+
+    settings.PAYGATE = {
+        **settings.PAYGATE,
+        "EMAILS": {"ADMINS": ["ops@example.com"], **({"SITE_URL": site_url} if site_url else {})},
+    }
+    notification = make_notification("dispute_opened")
+    message = emails.render_email(notification)
+    assert message is not None
+    link = prefix + payment_url("change", notification.payment_id)
+    assert f"Admin page: {link}\n" in message.body
+    html = message.alternatives[0][0]
+    assert link in html

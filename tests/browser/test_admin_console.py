@@ -177,8 +177,7 @@ def test_lists_fit_1280px_and_the_dashboard_reads(
     assert flagged is not None
     assert flagged.ok
     highlighted = page.evaluate(
-        "() => getComputedStyle(document.querySelector('#result_list tbody tr td'))"
-        ".backgroundColor"
+        "() => getComputedStyle(document.querySelector('#result_list tbody tr td')).backgroundColor"
     )
     assert highlighted not in ("rgba(0, 0, 0, 0)", "transparent")
     assert page.console_errors == []
