@@ -399,13 +399,23 @@ class Notification(models.Model):
         return f"{self.kind} ({self.status})"
 
 
+class _NoRows(models.Manager["Analytics"]):
+    """Always empty, without a query: there is no table to read."""
+
+    def get_queryset(self) -> models.QuerySet[Analytics]:
+        return super().get_queryset().none()
+
+
 class Analytics(models.Model):
     """No table: the admin's analytics dashboard (``admin/paygate/analytics/``) hangs here.
 
     Its one permission, ``paygate.view_analytics``, is who may see the dashboard.
+    Code that walks every model and reads its rows finds none.
     """
 
     id = models.BigAutoField(primary_key=True)
+
+    objects = _NoRows()
 
     class Meta:
         managed = False

@@ -124,3 +124,10 @@ def test_only_staff_with_the_view_permission(client):
 def test_the_model_behind_it_offers_nothing_else(console):
     assert console.get(URL + "add/").status_code == 404
     assert console.get(URL + "1/change/").status_code == 404
+
+
+def test_code_walking_every_model_finds_no_rows_and_no_table(django_assert_num_queries):
+    from django_paygate.models import Analytics
+
+    with django_assert_num_queries(0):
+        assert list(Analytics.objects.all()[:5]) == []
