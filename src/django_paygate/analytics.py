@@ -1,9 +1,11 @@
 """Read-only payment analytics, computed by the database.
 
-:func:`payment_analytics` answers with five aggregate queries, whatever the
+:func:`payment_analytics` answers with nine aggregate queries, whatever the
 number of payments: no row is loaded into Python, only grouped results (one
-row per currency and provider, per day, per failure code, per suspicious user
-or IP). Sums are never added across currencies.
+row per currency and provider, per day, per failure code, per suspicious user,
+IP or network, per open-dispute currency). Sums are never added across
+currencies. The JSON endpoint ``payment_analytics/`` and the admin dashboard
+(``admin/paygate/analytics/``) both show what this one function returns.
 
 Definitions (per currency and provider, over payments *created* in the range):
 
@@ -20,6 +22,18 @@ The fraud signal counts *failed attempts* in the range, that is audit rows
 (:class:`~django_paygate.models.PaymentEvent`) moving a payment to
 ``failed``, grouped by the payment's user and by the client IP the JSON API
 stored in ``payment.metadata["paygate_client_ip"]``.
+
+Risk signals (card testing) on the same attempts:
+
+* ``decline_sources``: the IP networks with the most failed attempts (an
+  IPv4 address counts in its ``/24``; an IPv6 address as stored);
+* ``bursts``: hours in which one network or one user reached the decline
+  brake's own limit (``PAYGATE["RATE_LIMITS"]["declines"]``, per hour): the
+  brake refuses that source's next confirmations, so the payments of such an
+  hour are the ones it flagged.
+
+``open_disputes`` counts the disputes waiting for an answer (inquiry or open)
+now, whatever their date: a dispute stays there until it is answered.
 """
 
 from __future__ import annotations
@@ -29,13 +43,34 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, Count, Q, QuerySet, Sum
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, TruncDate
+from django.db.models.functions import (
+    Cast,
+    Concat,
+    Left,
+    Length,
+    Reverse,
+    StrIndex,
+    TruncDate,
+    TruncHour,
+)
 from django.utils import timezone
 
+from django_paygate import security
+from django_paygate.exceptions import ConfigurationError
 from django_paygate.models import AbstractPayment, Dispute, PaymentEvent, get_payment_model
-from django_paygate.states import PAID_STATUSES, PaymentStatus
+from django_paygate.states import PAID_STATUSES, DisputeStatus, PaymentStatus
 
 #: The metadata key where the JSON API stores the client IP of create_intent.
 CLIENT_IP_KEY = "paygate_client_ip"
@@ -44,7 +79,11 @@ CLIENT_IP_KEY = "paygate_client_ip"
 MAX_RANGE_DAYS = 731
 
 TOP_FAILURE_CODES = 10
+TOP_DECLINE_SOURCES = 10
 MAX_FRAUD_ROWS = 50
+
+#: Dispute statuses that wait for the merchant's answer.
+AWAITING_ANSWER = (DisputeStatus.INQUIRY.value, DisputeStatus.OPEN.value)
 
 _PAID = sorted(s.value for s in PAID_STATUSES)
 _REFUNDED = [PaymentStatus.PARTIALLY_REFUNDED.value, PaymentStatus.REFUNDED.value]
@@ -57,7 +96,30 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     return end - timedelta(days=29), end
 
 
-def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+def resolve_range(
+    start: date | None, end: date | None, today: date | None = None
+) -> tuple[date, date]:
+    """The range asked for, with its defaults; ``ValueError`` (naming ``end``) when wrong.
+
+    Neither: the last 30 days. Only ``end``: the 30 days up to it. Only
+    ``start``: from it to today (or to itself, if it is in the future).
+    """
+    default_start, default_end = default_range(today)
+    if start is None and end is None:
+        start, end = default_start, default_end
+    elif start is None:
+        assert end is not None
+        start = end - timedelta(days=29)
+    elif end is None:
+        end = max(start, default_end)
+    if end < start:
+        raise ValueError("Must not be before start.")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise ValueError(f"The range is at most {MAX_RANGE_DAYS} days.")
+    return start, end
+
+
+def bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """Aware datetimes ``[start 00:00, end + 1 day 00:00)`` in the current time zone."""
     tz = timezone.get_current_timezone()
     lower = datetime.combine(start, time.min)
@@ -90,6 +152,91 @@ def _payments(
     return query.order_by()
 
 
+def open_disputes(*, currency: str | None = None, provider: str | None = None) -> QuerySet[Dispute]:
+    """Disputes waiting for an answer (inquiry or open), narrowed like the payments."""
+    query = Dispute.objects.filter(status__in=AWAITING_ANSWER)
+    if currency:
+        query = query.filter(currency=currency)
+    if provider:
+        query = query.filter(payment__provider=provider)
+    return query.order_by()
+
+
+def network_expression(ip: str = "ip") -> Case:
+    """The IP network an address of field ``ip`` counts in: ``a.b.c.0/24``, or the address.
+
+    Plain SQL string functions, so it runs on every database Django supports.
+    """
+    ipv4 = Q(**{f"{ip}__contains": "."}) & ~Q(**{f"{ip}__contains": ":"})
+    prefix = Left(F(ip), Length(F(ip)) - StrIndex(Reverse(F(ip)), Value(".")))
+    return Case(
+        When(ipv4, then=Concat(prefix, Value(".0/24"), output_field=CharField())),
+        default=F(ip),
+        output_field=CharField(),
+    )
+
+
+def burst_thresholds() -> dict[str, int]:
+    """Failed attempts per hour from one user / one IP that the decline brake stops."""
+    try:
+        rates = security.rates_for("declines")
+    except ConfigurationError:
+        rates = {}
+    defaults = security.DEFAULT_RATE_LIMITS["declines"]
+    thresholds = {}
+    for scope in security.SCOPES:
+        rate = rates.get(scope) or security.Rate.parse(defaults[scope], scope)
+        assert rate is not None
+        thresholds[scope] = max(1, -(-rate.limit * 3600 // rate.period))
+    return thresholds
+
+
+def _per_currency(groups: list[dict[str, Any]], disputes: list[dict[str, Any]]) -> list[Any]:
+    """The groups of each currency added up over providers (never across currencies)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        row = totals.setdefault(
+            group["currency"],
+            {
+                "currency": group["currency"],
+                "count": 0,
+                "amount_captured": 0,
+                "amount_refunded": 0,
+                "paid": 0,
+                "failed": 0,
+                "refunded_count": 0,
+                "disputed": 0,
+                "needs_review": 0,
+            },
+        )
+        row["count"] += group["count"]
+        row["amount_captured"] += group["amount_captured"]
+        row["amount_refunded"] += group["amount_refunded"]
+        row["paid"] += group["paid"]
+        row["failed"] += group["by_status"][_FAILED]["count"]
+        row["refunded_count"] += sum(group["by_status"][s]["count"] for s in _REFUNDED)
+        row["disputed"] += group["disputed"]
+        row["needs_review"] += group["needs_review"]
+    open_by_currency = {d["currency"]: d for d in disputes}
+    rows = []
+    for currency in sorted(set(totals) | set(open_by_currency)):
+        row = totals.get(currency) or {
+            "currency": currency,
+            **dict.fromkeys(("count", "amount_captured", "amount_refunded", "paid", "failed"), 0),
+            **dict.fromkeys(("refunded_count", "disputed", "needs_review"), 0),
+        }
+        row["net"] = row["amount_captured"] - row["amount_refunded"]
+        row["success_rate"] = _rate(row["paid"], row["paid"] + row["failed"])
+        row["refund_rate"] = _rate(row["refunded_count"], row["paid"])
+        row["refunded_amount_rate"] = _rate(row["amount_refunded"], row["amount_captured"])
+        row["dispute_rate"] = _rate(row["disputed"], row["paid"])
+        dispute = open_by_currency.get(currency, {"count": 0, "amount": 0})
+        row["open_disputes"] = dispute["count"]
+        row["open_disputes_amount"] = dispute["amount"]
+        rows.append(row)
+    return rows
+
+
 def payment_analytics(
     *,
     start: date,
@@ -102,11 +249,11 @@ def payment_analytics(
 
     ``start`` and ``end`` are inclusive dates in the current time zone.
     ``currency`` (an upper-case ISO 4217 code) and ``provider`` (an alias)
-    narrow the payments. Exactly five queries.
+    narrow the payments. Exactly nine queries.
     """
     if end < start:
         raise ValueError("end is before start.")
-    lower, upper = _bounds(start, end)
+    lower, upper = bounds(start, end)
     payments = _payments(lower, upper, currency, provider)
     statuses = [s.value for s in PaymentStatus]
 
@@ -234,6 +381,84 @@ def payment_analytics(
     )
     ips = [{"ip": str(r["ip"]), "failures": r["failures"]} for r in ip_rows]
 
+    # 6, 7 and 8. Risk signals: declines per network, and hourly bursts per network and user.
+    with_network = (
+        attempts.annotate(
+            ip=Cast(KeyTextTransform(CLIENT_IP_KEY, "payment__metadata"), CharField())
+        )
+        .filter(ip__isnull=False)
+        .exclude(ip="")
+        .annotate(network=network_expression())
+    )
+    source_rows = (
+        with_network.values("network")
+        .annotate(
+            failures=Count("pk"),
+            payments=Count("payment", distinct=True),
+            users=Count("payment__user", distinct=True),
+        )
+        .order_by("-failures", "network")[:TOP_DECLINE_SOURCES]
+    )
+    decline_sources = [
+        {
+            "network": str(r["network"]),
+            "failures": r["failures"],
+            "payments": r["payments"],
+            "users": r["users"],
+        }
+        for r in source_rows
+    ]
+    thresholds = burst_thresholds()
+    network_burst_rows = (
+        with_network.annotate(hour=TruncHour("created_at"))
+        .values("network", "hour")
+        .annotate(failures=Count("pk"), payments=Count("payment", distinct=True))
+        .filter(failures__gte=thresholds["ip"])
+        .order_by("-failures", "-hour", "network")[:MAX_FRAUD_ROWS]
+    )
+    user_burst_rows = (
+        attempts.filter(payment__user__isnull=False)
+        .annotate(hour=TruncHour("created_at"))
+        .values("payment__user", username_field, "hour")
+        .annotate(failures=Count("pk"), payments=Count("payment", distinct=True))
+        .filter(failures__gte=thresholds["user"])
+        .order_by("-failures", "-hour", "payment__user")[:MAX_FRAUD_ROWS]
+    )
+    bursts = {
+        "thresholds": thresholds,
+        "networks": [
+            {
+                "network": str(r["network"]),
+                "hour": r["hour"].isoformat(),
+                "failures": r["failures"],
+                "payments": r["payments"],
+            }
+            for r in network_burst_rows
+        ],
+        "users": [
+            {
+                "user_id": r["payment__user"],
+                "username": str(r[username_field]),
+                "hour": r["hour"].isoformat(),
+                "failures": r["failures"],
+                "payments": r["payments"],
+            }
+            for r in user_burst_rows
+        ],
+    }
+
+    # 9. Disputes waiting for an answer, per currency (now, whatever the range).
+    dispute_rows = (
+        open_disputes(currency=currency, provider=provider)
+        .values("currency")
+        .annotate(count=Count("pk"), amount=Sum("amount"))
+        .order_by("currency")
+    )
+    disputes = [
+        {"currency": r["currency"], "count": r["count"], "amount": r["amount"] or 0}
+        for r in dispute_rows
+    ]
+
     return {
         "range": {"start": start.isoformat(), "end": end.isoformat()},
         "filters": {"currency": currency, "provider": provider},
@@ -241,8 +466,27 @@ def payment_analytics(
         "needs_review": sum(g["needs_review"] for g in groups),
         "daily": daily,
         "top_failure_codes": top_failure_codes,
-        "fraud": {"min_failures": min_failures, "users": users, "ips": ips},
+        "fraud": {
+            "min_failures": min_failures,
+            "users": users,
+            "ips": ips,
+            "decline_sources": decline_sources,
+            "bursts": bursts,
+        },
+        "open_disputes": disputes,
+        "currencies": _per_currency(groups, disputes),
     }
 
 
-__all__ = ["CLIENT_IP_KEY", "MAX_RANGE_DAYS", "default_range", "payment_analytics"]
+__all__ = [
+    "AWAITING_ANSWER",
+    "CLIENT_IP_KEY",
+    "MAX_RANGE_DAYS",
+    "bounds",
+    "burst_thresholds",
+    "default_range",
+    "network_expression",
+    "open_disputes",
+    "payment_analytics",
+    "resolve_range",
+]

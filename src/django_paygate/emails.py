@@ -56,6 +56,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import Context
 from django.template import Template as DjangoTemplate
 from django.template.loader import get_template
+from django.urls import NoReverseMatch, reverse
 from django.utils import translation
 from django.utils.module_loading import import_string
 
@@ -99,7 +100,7 @@ EMAIL_NAMES: frozenset[str] = frozenset(kind.name for kind in EMAIL_FOR_KIND.val
 
 #: The keys ``PAYGATE["EMAILS"]`` accepts.
 SETTINGS_KEYS: frozenset[str] = frozenset(
-    {"ENABLED", "FROM_EMAIL", "ADMINS", "KINDS", "MAILER", "CONTEXT_HOOK", "SITE_NAME"}
+    {"ENABLED", "FROM_EMAIL", "ADMINS", "KINDS", "MAILER", "CONTEXT_HOOK", "SITE_NAME", "SITE_URL"}
 )
 
 ContextHook = Callable[["Notification", dict[str, Any]], "dict[str, Any] | None"]
@@ -116,6 +117,8 @@ class EmailSettings:
     mailer: str | None
     context_hook: ContextHook | None
     site_name: str
+    #: ``https://shop.example.com``: makes the admin links of staff emails absolute.
+    site_url: str = ""
 
 
 def _raw_settings() -> Mapping[str, Any]:
@@ -145,7 +148,7 @@ def validate_settings() -> list[str]:
     ]
     if "ENABLED" in raw and not isinstance(raw["ENABLED"], bool):
         problems.append(f"{where}['ENABLED'] must be True or False.")
-    for key in ("FROM_EMAIL", "SITE_NAME"):
+    for key in ("FROM_EMAIL", "SITE_NAME", "SITE_URL"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             problems.append(f"{where}[{key!r}] must be a string.")
     admins = raw.get("ADMINS")
@@ -253,6 +256,7 @@ def get_email_settings() -> EmailSettings:
         mailer=raw.get("MAILER"),
         context_hook=_load_hook(hook) if hook is not None else None,
         site_name=site_name if site_name is not None else _default_site_name(),
+        site_url=(raw.get("SITE_URL") or "").rstrip("/"),
     )
 
 
@@ -288,6 +292,16 @@ def email_language(notification: Notification) -> str:
     return str(settings.LANGUAGE_CODE)
 
 
+def admin_url(payment: Any, conf: EmailSettings) -> str:
+    """The payment's page in the admin (absolute with ``SITE_URL``), or "" without the admin."""
+    opts = payment._meta
+    try:
+        path = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[payment.pk])
+    except NoReverseMatch:
+        return ""
+    return f"{conf.site_url}{path}"
+
+
 def build_context(notification: Notification, conf: EmailSettings) -> dict[str, Any]:
     """The template context of a notification's email (before the context hook).
 
@@ -317,6 +331,7 @@ def build_context(notification: Notification, conf: EmailSettings) -> dict[str, 
         ),
         "customer_email": customer_email(notification),
         "site_name": conf.site_name,
+        "admin_url": admin_url(payment, conf),
         "from_email": conf.from_email,
         "recipients": recipients(notification, conf),
     }

@@ -157,6 +157,12 @@ class AbstractPayment(models.Model):
         verbose_name = _("payment")
         verbose_name_plural = _("payments")
         ordering = ("-created_at",)
+        # Staff actions of the admin (``paygate.refund_payment`` lives on Refund).
+        permissions = [
+            ("capture_payment", _("Can capture payments")),
+            ("cancel_payment", _("Can cancel payments")),
+            ("sync_payment", _("Can sync payments from their provider")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=("provider", "provider_payment_id"),
@@ -475,6 +481,34 @@ class DummyRemoteObject(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind} {self.remote_id}"
+
+
+class _NoRows(models.Manager["Analytics"]):
+    """Always empty, without a query: there is no table to read."""
+
+    def get_queryset(self) -> models.QuerySet[Analytics]:
+        return super().get_queryset().none()
+
+
+class Analytics(models.Model):
+    """No table: the admin's analytics dashboard (``admin/paygate/analytics/``) hangs here.
+
+    Its one permission, ``paygate.view_analytics``, is who may see the dashboard.
+    Code that walks every model and reads its rows finds none.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+
+    objects = _NoRows()
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = _("analytics")
+        verbose_name_plural = _("analytics")
+
+    def __str__(self) -> str:
+        return str(self._meta.verbose_name)
 
 
 @functools.cache

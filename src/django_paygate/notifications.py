@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -133,20 +133,23 @@ def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def requeue(*, waiting: bool = True, failed: bool = False) -> int:
+def requeue(*, waiting: bool = True, failed: bool = False, ids: Iterable[int] | None = None) -> int:
     """Make rows due now; how many.
 
     ``waiting``: pending rows still in their retry backoff. ``failed``: rows
-    that were given up, with a fresh count of attempts. A row being sent is
-    never touched.
+    that were given up, with a fresh count of attempts. ``ids`` narrows both
+    to those rows. A row being sent is never touched.
     """
+    rows = Notification.objects.all()
+    if ids is not None:
+        rows = rows.filter(pk__in=list(ids))
     count = 0
     if waiting:
-        count += Notification.objects.filter(
-            status=Status.PENDING, next_attempt_at__gt=timezone.now()
-        ).update(next_attempt_at=None)
+        count += rows.filter(status=Status.PENDING, next_attempt_at__gt=timezone.now()).update(
+            next_attempt_at=None
+        )
     if failed:
-        count += Notification.objects.filter(status=Status.FAILED).update(
+        count += rows.filter(status=Status.FAILED).update(
             status=Status.PENDING, attempts=0, next_attempt_at=None
         )
     return count

@@ -1136,8 +1136,17 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
     return locked
 
 
-def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyPayment:
-    """Capture an ``authorized`` payment, fully or ``amount`` of it."""
+def capture_payment(
+    payment: AbstractPayment,
+    amount: int | None = None,
+    *,
+    user: UserLike = None,
+    source: str = Source.API,
+) -> AnyPayment:
+    """Capture an ``authorized`` payment, fully or ``amount`` of it.
+
+    ``user`` and ``source`` are who asked and through what (the audit trail).
+    """
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if locked.status != P.AUTHORIZED:
@@ -1161,12 +1170,17 @@ def capture_payment(payment: AbstractPayment, amount: int | None = None) -> AnyP
             from dataclasses import replace
 
             result = replace(result, amount_captured=amount)
-        _apply_payment(locked, result, source=Source.API)
+        _apply_payment(locked, result, source=source, user=user)
     return locked
 
 
-def cancel_payment(payment: AbstractPayment) -> AnyPayment:
-    """Cancel a payment that has not been captured (releases an authorization)."""
+def cancel_payment(
+    payment: AbstractPayment, *, user: UserLike = None, source: str = Source.API
+) -> AnyPayment:
+    """Cancel a payment that has not been captured (releases an authorization).
+
+    ``user`` and ``source`` are who asked and through what (the audit trail).
+    """
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if not can_transition(locked.status, P.CANCELED):
@@ -1180,13 +1194,13 @@ def cancel_payment(payment: AbstractPayment) -> AnyPayment:
         locked = lock_payment(payment.pk)
         linked_meanwhile = result is None and bool(locked.provider_payment_id)
         if result is not None:
-            _apply_payment(locked, result, source=Source.API)
+            _apply_payment(locked, result, source=source, user=user)
         elif not linked_meanwhile and can_transition(locked.status, P.CANCELED):
-            _change(locked, P.CANCELED, source=Source.API)
+            _change(locked, P.CANCELED, source=source, user=user)
     if linked_meanwhile:
         # A confirm created the provider's object meanwhile and may be paying with it:
         # only the provider can tell which came first, so it cancels there.
-        return cancel_payment(locked)
+        return cancel_payment(locked, user=user, source=source)
     return locked
 
 
@@ -1196,6 +1210,8 @@ def refund_payment(
     reason: str = "",
     user: UserLike = None,
     idempotency_key: str | None = None,
+    *,
+    source: str = Source.API,
 ) -> Refund:
     """Refund ``amount`` (default: all that is left) of a captured payment.
 
@@ -1216,15 +1232,15 @@ def refund_payment(
         locked = lock_payment(payment.pk)
         earlier = Refund.objects.filter(idempotency_key=stored_key).first() if stored_key else None
         if earlier is None:
-            refund = _reserve_refund(locked, amount, reason, user, stored_key)
+            refund = _reserve_refund(locked, amount, reason, user, stored_key, source)
         elif amount is not None and amount != earlier.amount:
             raise IdempotencyConflict("This idempotency key was used with another amount.")
     if earlier is None:
-        return _send_refund(locked, refund)
+        return _send_refund(locked, refund, source=source)
     if earlier.status == RefundStatus.PENDING.value and not earlier.provider_refund_id:
         # Never answered (a timeout, a crash): asked again under the same provider key,
         # which the provider answers with the refund it made, or makes it now, once.
-        earlier = _send_refund(locked, earlier)
+        earlier = _send_refund(locked, earlier, source=source)
     earlier.replayed = True
     return earlier
 
@@ -1236,7 +1252,12 @@ def _refund_key(payment: AbstractPayment, idempotency_key: str) -> str:
 
 
 def _reserve_refund(
-    locked: AnyPayment, amount: int | None, reason: str, user: UserLike, key: str | None
+    locked: AnyPayment,
+    amount: int | None,
+    reason: str,
+    user: UserLike,
+    key: str | None,
+    source: str = Source.API,
 ) -> Refund:
     """Write a ``pending`` refund of a locked payment, which reserves its amount."""
     if locked.status not in {P.SUCCEEDED, P.PARTIALLY_REFUNDED}:
@@ -1260,12 +1281,13 @@ def _reserve_refund(
         currency=locked.currency,
         reason=reason[:500],
         created_by=_user_or_none(user),
+        source=source,
         idempotency_key=key or f"paygate-refund-{refund_id}",
     )
     _write(
         _audit(
             locked,
-            Source.API,
+            source,
             amount=amount,
             refund=refund,
             user=_user_or_none(user),
@@ -1313,8 +1335,12 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
     return refund
 
 
-def sync_payment(payment: AbstractPayment) -> AnyPayment:
+def sync_payment(
+    payment: AbstractPayment, *, user: UserLike = None, source: str = Source.SYNC
+) -> AnyPayment:
     """Pull the truth from the provider and apply it.
+
+    ``user`` and ``source`` are who asked and through what (the audit trail).
 
     Repairs a payment left between steps: one that was never linked to the
     provider's object is created there again with the same idempotency key;
@@ -1332,16 +1358,16 @@ def sync_payment(payment: AbstractPayment) -> AnyPayment:
         result = backend.fetch_payment(payment)
     with transaction.atomic():
         locked = lock_payment(payment.pk)
-        _apply_payment(locked, result, source=Source.SYNC)
+        _apply_payment(locked, result, source=source, user=user)
         for provider_refund in result.refunds:
-            _apply_refund(locked, provider_refund, source=Source.SYNC)
+            _apply_refund(locked, provider_refund, source=source)
         unanswered = list(
             Refund.objects.filter(
                 payment=locked, status=RefundStatus.PENDING.value, provider_refund_id=None
             )
         )
     for refund in unanswered:
-        _send_refund(locked, refund, source=Source.SYNC)
+        _send_refund(locked, refund, source=source)
     return get_payment_model().objects.get(pk=payment.pk)
 
 
@@ -1501,6 +1527,11 @@ def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: Web
     return changed
 
 
+def refundable_amount(payment: AnyPayment) -> int:
+    """What a new refund of ``payment`` may take now, in minor units (a read: no lock)."""
+    return max(0, payment.amount_captured - _refund_reserved(payment))
+
+
 __all__ = [
     "apply_event",
     "cancel_payment",
@@ -1514,6 +1545,7 @@ __all__ = [
     "payment_lookup",
     "payments_for",
     "refund_payment",
+    "refundable_amount",
     "sync_payment",
     "sync_stuck_payments",
 ]

@@ -16,6 +16,7 @@ urlpatterns = [
     path("process_refund/", api.process_refund, name="process_refund"),
     path("payment_status/", api.payment_status, name="payment_status"),
     path("payment_analytics/", api.payment_analytics, name="payment_analytics"),
+    path("payments/", api.payments, name="payments"),
     path("openapi.json", api.openapi_json, name="openapi_json"),
     path("checkout/<uuid:payment_id>/", checkout.checkout_page, name="checkout"),
     path("checkout/<uuid:payment_id>/return/", checkout.checkout_return, name="checkout_return"),

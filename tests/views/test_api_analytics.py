@@ -157,13 +157,85 @@ def test_range_is_inclusive_of_both_days(dataset: dict) -> None:
     assert empty["needs_review"] == 0
 
 
-def test_five_queries_whatever_the_data(django_assert_num_queries: Any, dataset: dict) -> None:
-    with django_assert_num_queries(5):
+def test_decline_sources_count_ipv4_networks(dataset: dict) -> None:
+    Payment.objects.filter(pk=dataset["refunded"].pk).update(
+        metadata={"paygate_client_ip": "203.0.113.200"}
+    )
+    _failed_attempts(dataset["refunded"], 1, day=4)
+    ipv6 = _payment(4, status="failed", metadata={"paygate_client_ip": "2001:db8::1"})
+    _failed_attempts(ipv6, 2, day=4)
+    sources = analytics.payment_analytics(start=START, end=END)["fraud"]["decline_sources"]
+    assert sources == [
+        {"network": "203.0.113.0/24", "failures": 6, "payments": 3, "users": 2},
+        {"network": "2001:db8::1", "failures": 2, "payments": 1, "users": 0},
+    ]
+
+
+def test_bursts_use_the_decline_brakes_limits(dataset: dict, settings: Any) -> None:
+    limits = {"declines": {"user": "2/h", "ip": "6/2h"}}
+    settings.PAYGATE = {**settings.PAYGATE, "RATE_LIMITS": limits}
+    bursts = analytics.payment_analytics(start=START, end=END)["fraud"]["bursts"]
+    assert bursts["thresholds"] == {"user": 2, "ip": 3}
+    assert bursts["networks"] == [
+        {"network": "203.0.113.0/24", "hour": "2024-03-02T12:00:00+00:00", "failures": 3,
+         "payments": 1},
+    ]  # fmt: skip
+    assert bursts["users"] == [
+        {"user_id": dataset["alice"].pk, "username": "alice",
+         "hour": "2024-03-02T12:00:00+00:00", "failures": 3, "payments": 1},
+        {"user_id": dataset["bob"].pk, "username": "bob",
+         "hour": "2024-03-03T12:00:00+00:00", "failures": 2, "payments": 1},
+    ]  # fmt: skip
+    settings.PAYGATE = {k: v for k, v in settings.PAYGATE.items() if k != "RATE_LIMITS"}
+    assert analytics.burst_thresholds() == {"user": 5, "ip": 20}
+    quiet = analytics.payment_analytics(start=START, end=END)["fraud"]["bursts"]
+    assert (quiet["networks"], quiet["users"]) == ([], [])
+
+
+def test_open_disputes_whatever_their_date(dataset: dict) -> None:
+    old = _payment(0, status="succeeded", currency="EUR", amount=700)
+    Dispute.objects.create(payment=old, provider_dispute_id="dp_old", amount=700, currency="EUR")
+    answered = _payment(1, status="succeeded")
+    Dispute.objects.create(
+        payment=answered,
+        provider_dispute_id="dp_answered",
+        amount=1000,
+        currency="USD",
+        status="under_review",
+    )
+    result = analytics.payment_analytics(start=START, end=END)
+    assert result["open_disputes"] == [
+        {"currency": "EUR", "count": 1, "amount": 700},
+        {"currency": "USD", "count": 1, "amount": 1000},
+    ]
+    none_in_range = analytics.payment_analytics(start=date(2023, 1, 1), end=date(2023, 1, 2))
+    assert [c["currency"] for c in none_in_range["currencies"]] == ["EUR", "USD"]
+    assert none_in_range["currencies"][0]["count"] == 0
+
+
+def test_per_currency_totals_add_up_providers_never_currencies(dataset: dict) -> None:
+    result = analytics.payment_analytics(start=START, end=END)
+    eur, usd = result["currencies"]
+    assert usd["currency"] == "USD"
+    assert usd["count"] == 7 + 1
+    assert usd["amount_captured"] == 5000
+    assert usd["amount_refunded"] == 500
+    assert usd["net"] == 4500
+    assert usd["success_rate"] == round(4 / 7, 4)
+    assert usd["refund_rate"] == 0.25
+    assert usd["dispute_rate"] == 0.25
+    assert (usd["open_disputes"], usd["open_disputes_amount"]) == (1, 1000)
+    assert usd["needs_review"] == 1
+    assert (eur["count"], eur["amount_captured"], eur["open_disputes"]) == (1, 500, 0)
+
+
+def test_nine_queries_whatever_the_data(django_assert_num_queries: Any, dataset: dict) -> None:
+    with django_assert_num_queries(9):
         analytics.payment_analytics(start=START, end=END)
     for day in range(1, 11):
         for status in ("succeeded", "failed", "refunded", "canceled"):
             _payment(day, status=status, currency="JPY", provider=f"p{day % 3}", failure_code="x")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(9):
         result = analytics.payment_analytics(start=START, end=END)
     assert sum(g["count"] for g in result["groups"]) == 9 + 40
 

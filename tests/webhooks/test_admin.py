@@ -146,9 +146,8 @@ def test_sync_action_calls_the_service(staff, dummy):
     assert "Synced 1 payment(s)" in response.content.decode()
     payment = get_payment_model().objects.get(pk=payment.pk)
     assert (payment.status, payment.amount_captured) == ("succeeded", 1500)
-    assert PaymentEvent.objects.filter(
-        payment=payment, to_status="succeeded", source="sync"
-    ).exists()
+    event = PaymentEvent.objects.get(payment=payment, to_status="succeeded")
+    assert (event.source, event.user) == ("admin", response.wsgi_request.user)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -186,7 +185,7 @@ def test_sync_action_reports_errors(staff):
     assert "gone" in response.content.decode()
 
 
-def test_actions_need_the_change_permission(client):
+def test_actions_need_their_permission(client):
     user = UserFactory(is_staff=True)
     payment_opts = get_payment_model()._meta
     user.user_permissions.add(

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('paygate', '0003_payable'),
+        ('paygate', '0004_permissions'),
     ]
 
     operations = [

@@ -25,7 +25,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -49,6 +50,7 @@ from django_paygate.exceptions import (
     ProviderError,
 )
 from django_paygate.models import AbstractPayment, Refund, get_payment_model
+from django_paygate.states import PaymentStatus
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -708,22 +710,118 @@ def payment_analytics(request: HttpRequest) -> HttpResponse:
             errors["min_failures"] = "An integer from 1 to 1000."
     if errors:
         raise invalid(errors)
-    default_start, default_end = analytics.default_range(timezone.localdate())
-    if start is None and end is None:
-        start, end = default_start, default_end
-    elif start is None:
-        assert end is not None
-        start = end - timedelta(days=29)
-    elif end is None:
-        end = max(start, default_end)
-    if end < start:
-        raise invalid({"end": "Must not be before start."})
-    if (end - start).days + 1 > analytics.MAX_RANGE_DAYS:
-        raise invalid({"end": f"The range is at most {analytics.MAX_RANGE_DAYS} days."})
+    try:
+        start, end = analytics.resolve_range(start, end, timezone.localdate())
+    except ValueError as exc:
+        raise invalid({"end": str(exc)}) from None
     result = analytics.payment_analytics(
         start=start, end=end, currency=currency, provider=provider, min_failures=min_failures
     )
     return json_response(result)
+
+
+#: Query parameters of ``GET payments/``; the second set is for staff only.
+PAYMENTS_PARAMS = frozenset(
+    {"status", "provider", "currency", "start", "end", "q", "page", "page_size"}
+)
+PAYMENTS_STAFF_PARAMS = frozenset({"needs_review", "review_reason"})
+PAYMENTS_PAGE_SIZE = 20
+PAYMENTS_MAX_PAGE_SIZE = 100
+MAX_SEARCH_LENGTH = 255
+
+
+def _positive(value: str | None, name: str, errors: dict[str, str], *, most: int) -> int | None:
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= most:
+        return int(value)
+    errors[name] = f"An integer from 1 to {most}."
+    return None
+
+
+@api_endpoint("payment_status", ("GET",), "user")
+def payments(request: HttpRequest) -> HttpResponse:
+    """``GET payments/``: search payments, newest first, a page at a time.
+
+    Staff search every payment; a customer only their own (the same filters,
+    without the staff-only ``needs_review`` and ``review_reason``). ``q`` is
+    our id, the provider's id or (part of) the email address. Shares the rate
+    limit of ``payment_status``.
+    """
+    staff = _is_staff(request.user)
+    params = request.GET
+    allowed = PAYMENTS_PARAMS | PAYMENTS_STAFF_PARAMS if staff else PAYMENTS_PARAMS
+    errors = {
+        name: ("For staff only." if name in PAYMENTS_STAFF_PARAMS else "Unknown parameter.")
+        for name in params
+        if name not in allowed
+    }
+    query = get_payment_model().objects.order_by("-created_at", "-pk")
+    owner = request.user.pk
+    if not staff:
+        query = query.filter(user_id=owner) if owner is not None else query.none()
+    statuses = [value for value in params.getlist("status") if value]
+    known = {s.value for s in PaymentStatus}
+    if any(value not in known for value in statuses):
+        errors["status"] = f"One or more of: {', '.join(sorted(known))}."
+    elif statuses:
+        query = query.filter(status__in=statuses)
+    provider = params.get("provider") or None
+    if provider is not None:
+        if len(provider) > 64:
+            errors["provider"] = "At most 64 characters."
+        query = query.filter(provider=provider)
+    currency = params.get("currency") or None
+    if currency is not None:
+        try:
+            query = query.filter(currency=money.normalize_currency(currency))
+        except InvalidAmount as exc:
+            errors["currency"] = str(exc)
+    start = _date(params.get("start"), "start", errors)
+    end = _date(params.get("end"), "end", errors)
+    if start and end and end < start:
+        errors["end"] = "Must not be before start."
+    elif start or end:
+        lower, upper = analytics.bounds(start or _DATES[0], end or _DATES[1])
+        query = query.filter(created_at__gte=lower, created_at__lt=upper)
+    review = params.get("needs_review", "").lower() if staff else ""
+    if review:
+        if review not in _TRUE | _FALSE:
+            errors["needs_review"] = "Use 1 or 0."
+        query = query.filter(needs_review=review in _TRUE)
+    reason = params.get("review_reason", "") if staff else ""
+    if reason:
+        if len(reason) > MAX_SEARCH_LENGTH or sql.unstorable_text(reason):
+            errors["review_reason"] = f"At most {MAX_SEARCH_LENGTH} characters of text."
+        query = query.filter(review_reason__icontains=reason)
+    term = params.get("q", "").strip()
+    if term:
+        if len(term) > MAX_SEARCH_LENGTH or sql.unstorable_text(term):
+            errors["q"] = f"At most {MAX_SEARCH_LENGTH} characters of text."
+        found = Q(provider_payment_id=term) | Q(email__icontains=term)
+        our_id = _uuid(term)
+        if our_id is not None:
+            found |= Q(pk=our_id)
+        query = query.filter(found)
+    page = _positive(params.get("page"), "page", errors, most=10**6) or 1
+    size = (
+        _positive(params.get("page_size"), "page_size", errors, most=PAYMENTS_MAX_PAGE_SIZE)
+        or PAYMENTS_PAGE_SIZE
+    )
+    if errors:
+        raise invalid(errors)
+    count = query.count()
+    rows = list(query[(page - 1) * size : page * size])
+    return json_response(
+        {
+            "count": count,
+            "page": page,
+            "page_size": size,
+            "next": page + 1 if page * size < count else None,
+            "previous": page - 1 if page > 1 else None,
+            "results": [payment_json(payment, staff=staff) for payment in rows],
+        }
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -749,5 +847,6 @@ __all__ = [
     "openapi_json",
     "payment_analytics",
     "payment_status",
+    "payments",
     "process_refund",
 ]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('testapp', '0002_payables'),
+        ('testapp', '0003_shoppayment_permissions'),
     ]
 
     operations = [
