@@ -28,7 +28,8 @@ implements the methods; see ADDING_PROVIDERS.md.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -291,6 +292,54 @@ def signature_matches(candidates: Iterable[str], expected: Iterable[str]) -> boo
         for exp in expected_bytes:
             matched |= hmac.compare_digest(raw, exp)
     return matched
+
+
+def verify_timestamped_hmac(
+    header: str,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    tolerance: int,
+    provider: str,
+    name: str = "signature header",
+) -> None:
+    """Check a ``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` header.
+
+    The scheme Stripe signs with (``Stripe-Signature``), and the dummy provider
+    too. Any ``v1`` may match any of ``secrets`` (rotation); the timestamp must
+    be within ``tolerance`` seconds of now, either way. Raises
+    :class:`WebhookVerificationError` naming ``name``, never the secrets.
+    """
+
+    def refuse(problem: str) -> WebhookVerificationError:
+        return WebhookVerificationError(f"{name}: {problem}.", provider=provider)
+
+    if not header:
+        raise refuse("missing")
+    if len(header) > 4096:
+        raise refuse("too long")
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "t":
+            timestamps.append(value.strip())
+        elif sep and key.strip() == "v1":
+            signatures.append(value.strip())
+    stamp = timestamps[0] if len(timestamps) == 1 else ""
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise refuse("malformed timestamp")
+    if not signatures or len(signatures) > 16:
+        raise refuse("no v1 signature")
+    if not secrets:
+        raise refuse(f"no webhook_secret is configured for {provider!r}")
+    skew = time.time() - int(stamp)
+    if abs(skew) > tolerance:
+        raise refuse("timestamp too far " + ("in the past" if skew > 0 else "in the future"))
+    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    signed = stamp.encode("ascii") + b"." + raw
+    if not signature_matches(signatures, [hmac_sha256_hex(secret, signed) for secret in secrets]):
+        raise refuse("no signature matches")
 
 
 def decode_json_body(body: bytes) -> Any:
