@@ -79,6 +79,13 @@ class AlreadyPaid(PaygateError):
     status_code = 409
 
 
+class NotSupported(PaygateError):
+    """This provider does not offer that operation (a capture, a cancel)."""
+
+    code = "not_supported"
+    status_code = 400
+
+
 class PaymentInProgress(PaygateError):
     """Another request is opening this payment at the provider right now; retry in a moment."""
 

@@ -1,13 +1,19 @@
-"""The helpers the base offers every adapter: the timestamped-HMAC check."""
+"""What the base offers every adapter: the timestamped-HMAC check, NotSupported."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
-from django_paygate.exceptions import WebhookVerificationError
-from django_paygate.providers.base import hmac_sha256_hex, verify_timestamped_hmac
+from django_paygate import services
+from django_paygate.exceptions import NotSupported, WebhookVerificationError
+from django_paygate.models import PaymentEvent
+from django_paygate.providers.base import BaseProvider, hmac_sha256_hex, verify_timestamped_hmac
+from django_paygate.providers.dummy import DummyProvider
+from django_paygate.views.api import error_from_paygate
+from tests.factories import PaymentFactory
 
 SECRET = "whsec_base_test_0123456789"
 OLD = "whsec_base_test_old_9876543210"
@@ -66,3 +72,43 @@ def test_what_is_refused_and_why(value: str, problem: str) -> None:
 def test_no_secret_configured_is_refused() -> None:
     with pytest.raises(WebhookVerificationError, match="no webhook_secret is configured"):
         check(header(), secrets=[])
+
+
+# -- operations a provider does not offer -------------------------------------------
+
+
+class NoCapturePay(DummyProvider):
+    """A provider that charges at once: it can neither capture later nor cancel."""
+
+    name = "NoCapturePay"
+    capture_payment = BaseProvider.capture_payment  # type: ignore[assignment]
+    cancel_payment = BaseProvider.cancel_payment  # type: ignore[assignment]
+
+
+@pytest.fixture
+def no_capture(settings: Any) -> None:
+    settings.PAYGATE = {
+        "PROVIDERS": {"nocap": {"BACKEND": "tests.providers.test_base.NoCapturePay"}},
+        "DEFAULT_PROVIDER": "nocap",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_capture")
+@pytest.mark.parametrize("verb", ["capture_payment", "cancel_payment"])
+def test_an_operation_the_provider_lacks_is_refused_as_not_supported(verb: str) -> None:
+    payment = PaymentFactory(
+        provider="nocap",
+        status="authorized",
+        provider_payment_id="dummy_x",
+        capture_method="manual",
+    )
+    events = PaymentEvent.objects.filter(payment_id=payment.pk).count()
+    with pytest.raises(NotSupported, match="NoCapturePay cannot") as caught:
+        getattr(services, verb)(payment)
+    payment.refresh_from_db()
+    assert payment.status == "authorized"
+    assert PaymentEvent.objects.filter(payment_id=payment.pk).count() == events
+    # The JSON API answers it as the caller's mistake, not a server error.
+    error = error_from_paygate(caught.value)
+    assert (error.status, error.code) == (400, "not_supported")
