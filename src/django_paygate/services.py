@@ -157,17 +157,6 @@ def _notification(
     return sql.insert(Notification, kind=kind, payment=payment, refund=refund, dispute=dispute)
 
 
-def _owe(
-    kind: str,
-    payment: AnyPayment,
-    *,
-    refund: Refund | None = None,
-    dispute: Dispute | None = None,
-) -> None:
-    """Write an outbox row and deliver it after commit (rule 4)."""
-    _write(_notification(kind, payment, refund=refund, dispute=dispute))
-
-
 def _change(
     payment: AnyPayment,
     to_status: PaymentStatus,
@@ -181,18 +170,21 @@ def _change(
     user: UserLike = None,
     notify: bool = True,
     also: tuple[sql.Write, ...] = (),
+    ledger: bool = False,
 ) -> None:
     """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
 
-    Raises :class:`InvalidTransition` when the table does not allow it.
-    Writes the payment, its audit row, the outbox row it owes and ``also``
-    in one round trip, then sends ``payment_status_changed`` inside the
-    transaction.
+    Raises :class:`InvalidTransition` when the table does not allow it
+    (``ledger``: the move follows a change of the refunded amount, see
+    :data:`~django_paygate.states.LEDGER_TRANSITIONS`). Writes the payment,
+    its audit row, the outbox row it owes and ``also`` in one round trip,
+    then sends ``payment_status_changed`` inside the transaction.
     """
     old = PaymentStatus(payment.status)
-    if to_status != old and not can_transition(old, to_status):
+    allowed = can_transition(old, to_status, ledger=ledger)
+    if to_status != old and not allowed:
         raise InvalidTransition(f"A {old} payment cannot become {to_status}.")
-    if to_status == old and not can_transition(old, to_status) and not fields:
+    if to_status == old and not allowed and not fields:
         _write(*also)
         return
     now = timezone.now()
@@ -510,32 +502,34 @@ def _apply_refund(
         fields.append("succeeded_at")
     refund.save(update_fields=fields)
 
-    if new == RefundStatus.SUCCEEDED:
-        payment.amount_refunded += refund.amount
-        target = status_after_refund(payment.amount_captured, payment.amount_refunded)
+    if RefundStatus.SUCCEEDED in (old, new):
+        # The refunded amount changes, and the status with it (the ledger's moves).
+        # Stripe: a refund may also fail after it succeeded. Its money came back, so the
+        # payment is what is really refunded now (refundable again); the customer still
+        # waits for their money, so a person looks at it.
+        back = old == RefundStatus.SUCCEEDED
+        payment.amount_refunded += -refund.amount if back else refund.amount
+        kind = Notification.Kind.REFUND_FAILED if back else Notification.Kind.REFUND_SUCCEEDED
         _change(
             payment,
-            target,
+            status_after_refund(payment.amount_captured, payment.amount_refunded),
             source=source,
             fields=("amount_refunded",),
             amount=refund.amount,
             webhook_event=webhook_event,
             refund=refund,
-            note="refund succeeded",
-            also=(_notification(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund),),
+            note="refund failed after it had succeeded" if back else "refund succeeded",
+            notify=False,  # not news of the payment: the refund's own notification is owed
+            also=(_notification(kind, payment, refund=refund),),
+            ledger=True,
         )
-    elif old == RefundStatus.SUCCEEDED:
-        # Stripe: a refund may fail after it succeeded. Money came back to us;
-        # the payment never moves backwards by itself: a person looks at it.
-        payment.amount_refunded -= refund.amount
-        _flag_for_review(
-            payment,
-            f"refund {refund.pk} failed after it had succeeded",
-            source=source,
-            webhook_event=webhook_event,
-            fields=("amount_refunded",),
-        )
-        _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
+        if back:
+            _flag_for_review(
+                payment,
+                f"refund {refund.pk} failed after it had succeeded; its money came back",
+                source=source,
+                webhook_event=webhook_event,
+            )
     else:
         writes = [
             _audit(
@@ -1527,6 +1521,24 @@ def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: Web
     return changed
 
 
+def review_unapplied_event(
+    payment_id: Any, webhook_event: WebhookEvent, error: PaygateError | BaseException
+) -> None:
+    """Flag the payment of a webhook event the state machine refused (inside a transaction).
+
+    The event stays in the inbox as ``failed``, to be replayed once a person
+    has looked at the payment. ``payment_id`` ``None`` (no payment) does nothing.
+    """
+    if payment_id is None:
+        return
+    _flag_for_review(
+        lock_payment(payment_id),
+        f"webhook event {webhook_event.event_id} cannot be applied: {error}",
+        source=Source.WEBHOOK,
+        webhook_event=webhook_event,
+    )
+
+
 def refundable_amount(payment: AnyPayment) -> int:
     """What a new refund of ``payment`` may take now, in minor units (a read: no lock)."""
     return max(0, payment.amount_captured - _refund_reserved(payment))
@@ -1546,6 +1558,7 @@ __all__ = [
     "payments_for",
     "refund_payment",
     "refundable_amount",
+    "review_unapplied_event",
     "sync_payment",
     "sync_stuck_payments",
 ]
