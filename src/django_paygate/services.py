@@ -32,9 +32,9 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
@@ -1035,6 +1035,34 @@ def _review(payment: AnyPayment, reason: str) -> None:
         _flag_for_review(lock_payment(payment.pk), reason, source=Source.API)
 
 
+_T = TypeVar("_T")
+
+
+def _ask_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) -> _T:
+    """Run one provider ``call`` for ``payment`` (made with its idempotency key).
+
+    The failures every operation treats alike: an unknown outcome
+    (:class:`ProviderUnavailable`) is logged and raised, for a retry with the
+    same key or ``sync_payment`` to settle; a key the provider rejects as reused
+    with other parameters (:class:`ProviderIdempotencyError`) flags the payment
+    for review, then is raised. Anything else is raised to the caller, which
+    knows what a refusal means for its operation.
+    """
+    try:
+        return call()
+    except ProviderIdempotencyError as exc:
+        _review(payment, f"{operation}: {exc}")
+        raise
+    except ProviderUnavailable as exc:
+        logger.warning(
+            "Payment %s: %s, outcome unknown (%s); a retry or a sync settles it.",
+            payment.pk,
+            operation,
+            exc.code,
+        )
+        raise
+
+
 #: What the customer is told (``failure_message`` goes into their email) when the
 #: provider refused for a reason of ours (a key, a setting), not a decline.
 NOT_STARTED_MESSAGE = "The payment could not be started. Please try again later."
@@ -1098,15 +1126,15 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         if not _payable(payment):  # read under the lock: canceled while we were creating
             raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     before = payment.status
+    key = _confirm_key(payment, provider_data)
     try:
-        result = backend.confirm_payment(
-            payment, idempotency_key=_confirm_key(payment, provider_data), **provider_data
+        result = _ask_provider(
+            payment,
+            "confirm",
+            lambda: backend.confirm_payment(payment, idempotency_key=key, **provider_data),
         )
     except PaymentDeclined as exc:
         _fail(payment, exc)
-        raise
-    except ProviderIdempotencyError as exc:
-        _review(payment, str(exc))
         raise
     with transaction.atomic():
         locked = lock_payment(payment.pk)
@@ -1151,13 +1179,13 @@ def capture_payment(
         if amount > locked.amount:
             raise InvalidAmount(f"Cannot capture {amount}: only {locked.amount} was authorized.")
     backend = get_provider(locked.provider)
-    try:
-        result = backend.capture_payment(
+    result = _ask_provider(
+        locked,
+        "capture",
+        lambda: backend.capture_payment(
             locked, amount=amount, idempotency_key=f"paygate-{locked.pk}-capture"
-        )
-    except ProviderIdempotencyError as exc:
-        _review(locked, str(exc))
-        raise
+        ),
+    )
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if result.status == P.SUCCEEDED and result.amount_captured is None:
@@ -1181,7 +1209,11 @@ def cancel_payment(
             raise InvalidTransition(f"A {locked.status} payment cannot be canceled.")
     backend = get_provider(locked.provider)
     if locked.provider_payment_id:
-        result = backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel")
+        result = _ask_provider(
+            locked,
+            "cancel",
+            lambda: backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel"),
+        )
     else:
         result = None  # never reached the provider: nothing to cancel there
     with transaction.atomic():
@@ -1294,15 +1326,15 @@ def _reserve_refund(
 def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API) -> Refund:
     backend = get_provider(payment.provider)
     try:
-        result = backend.refund_payment(
-            payment, refund, idempotency_key=str(refund.idempotency_key)
+        result = _ask_provider(
+            payment,
+            f"refund {refund.pk}",
+            lambda: backend.refund_payment(
+                payment, refund, idempotency_key=str(refund.idempotency_key)
+            ),
         )
-    except ProviderUnavailable:
-        logger.warning("Refund %s: outcome unknown; it stays pending for sync.", refund.pk)
-        raise
-    except ProviderIdempotencyError as exc:
-        _review(payment, str(exc))
-        raise
+    except (ProviderUnavailable, ProviderIdempotencyError):
+        raise  # the refund stays pending, and reserved, until it is settled
     except PaygateError as exc:
         # Refused, by the provider or by the adapter before any call (an amount
         # the provider cannot take): nothing moved, so the reservation is released.
