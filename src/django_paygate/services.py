@@ -52,6 +52,7 @@ from django_paygate.exceptions import (
     PaymentDeclined,
     ProviderError,
     ProviderIdempotencyError,
+    ProviderRequestInProgress,
     ProviderUnavailable,
     RefundExceedsCaptured,
 )
@@ -1333,6 +1334,11 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
                 payment, refund, idempotency_key=str(refund.idempotency_key)
             ),
         )
+    except ProviderRequestInProgress:
+        # Our own earlier request with this key is still running (a sync racing the
+        # call that made the refund): that one settles it, or the next sync or webhook.
+        refund.refresh_from_db()
+        return refund
     except (ProviderUnavailable, ProviderIdempotencyError):
         raise  # the refund stays pending, and reserved, until it is settled
     except PaygateError as exc:

@@ -53,6 +53,7 @@ from django_paygate.exceptions import (
     PaymentDeclined,
     ProviderError,
     ProviderIdempotencyError,
+    ProviderRequestInProgress,
     ProviderUnavailable,
     WebhookVerificationError,
 )
@@ -486,6 +487,15 @@ class StripeProvider(BaseProvider):
         if isinstance(exc, stripe.IdempotencyError):
             return ProviderIdempotencyError(
                 f"{what}: Stripe refused the idempotency key as reused with other parameters.",
+                provider=self.alias,
+                **extra,
+            )
+        if exc.http_status == 409 and _str(err.get("type")) == "idempotency_error":
+            # "There is currently another in-progress request using this Idempotent Key":
+            # our own earlier request (a sync racing the call that made it) is running.
+            return ProviderRequestInProgress(
+                f"{what}: another request with this idempotency key is in progress at "
+                "Stripe; its outcome is settled by a sync or its webhook.",
                 provider=self.alias,
                 **extra,
             )

@@ -193,7 +193,14 @@ def local_stripe(settings: Any, localstripe_url: str) -> StripeProvider:
 # A stateful Stripe on `responses`
 # ---------------------------------------------------------------------------
 
-FAULTS = ("timeout", "connection", "500", "429", "idempotency", "card_declined")
+FAULTS = ("timeout", "connection", "500", "429", "idempotency", "in_progress", "card_declined")
+
+#: Stripe's answer while another request with the same Idempotency-Key is running.
+IN_PROGRESS_MESSAGE = (
+    "There is currently another in-progress request using this Idempotent Key (that "
+    "probably means you submitted twice, and the other request is still going through): "
+    "{key}. Please try again later."
+)
 
 
 @dataclass
@@ -263,6 +270,10 @@ class FakeStripe:
             fault = next((f for f in self.faults if f.route == route), None)
             if fault is not None:
                 self.faults.remove(fault)
+                if fault.kind == "in_progress":
+                    key = request.headers.get("Idempotency-Key") or ""
+                    message = IN_PROGRESS_MESSAGE.format(key=key)
+                    return self._error(409, "idempotency_error", message)
                 if not fault.after:
                     return self._fault(fault.kind)
             key = request.headers.get("Idempotency-Key")
