@@ -33,6 +33,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -1445,13 +1446,26 @@ class SyncOutcome:
         return self.before != self.after
 
 
+#: A payment whose repair raised something unexpected this many times (since it last
+#: changed) is flagged for review: retrying alone will not fix it.
+SYNC_FAILURES_BEFORE_REVIEW = 3
+#: How a failed repair starts its note on the audit trail (they are counted by it).
+SYNC_FAILED_NOTE = "sync failed: "
+
+
 def sync_stuck_payments(
     older_than_seconds: int | None = None, *, provider: str | None = None, limit: int | None = None
 ) -> Iterator[SyncOutcome]:
     """Sync every stuck payment (see :func:`find_stuck_payments`), one outcome at a time.
 
     A payment the provider still cannot settle ``SYNC_REVIEW_AFTER`` seconds
-    after it was created is flagged ``needs_review``: a person decides.
+    after it was created is flagged ``needs_review``: a person decides. A
+    repair that raises anything else than a django-paygate error (a bug in an
+    adapter, an ``IntegrityError``) is logged with its traceback and recorded
+    on the payment's audit trail, and the sweep goes on; after
+    :data:`SYNC_FAILURES_BEFORE_REVIEW` such failures the payment is flagged.
+    Inside a caller's transaction each payment is repaired in a savepoint of
+    its own, so one failure never aborts the others' work.
     """
     from datetime import timedelta
 
@@ -1462,18 +1476,51 @@ def sync_stuck_payments(
         stuck = stuck.filter(provider=provider)
     review_before = timezone.now() - timedelta(seconds=int(paygate_settings.SYNC_REVIEW_AFTER))
     for payment in stuck.iterator() if limit is None else stuck[:limit]:
-        before, error = payment.status, ""
+        before, error, flagged = payment.status, "", False
         try:
-            after = sync_payment(payment).status
+            # In autocommit (the command) every step of a repair is its own transaction.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                after = sync_payment(payment).status
         except PaygateError as exc:
             after, error = payment.status, f"{type(exc).__name__}: {exc}"
-        flagged = False
+        except Exception as exc:
+            logger.exception("Payment %s: sync failed unexpectedly.", payment.pk)
+            after, error = payment.status, f"{type(exc).__name__}: {exc}"
+            flagged = _record_sync_failure(payment, error)
         # A held authorization the provider could not be asked about is still just held.
         still_open = after in IN_FLIGHT_PAYMENT_STATUSES or (error and before != P.AUTHORIZED)
-        if still_open and payment.created_at < review_before and not payment.needs_review:
+        old = payment.created_at < review_before
+        if still_open and old and not (flagged or payment.needs_review):
             _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
             flagged = True
         yield SyncOutcome(payment.pk, before, after, error, flagged)
+
+
+def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:
+    """Audit a repair that raised ``error``; whether the payment was flagged for it now.
+
+    The failures are counted on the audit trail since the payment last changed,
+    so the count survives restarts and needs no column of its own.
+    """
+    try:
+        with transaction.atomic():
+            locked = lock_payment(payment.pk)
+            _write(_audit(locked, Source.SYNC, note=f"{SYNC_FAILED_NOTE}{error}"))
+            failures = PaymentEvent.objects.filter(
+                payment=locked,
+                source=Source.SYNC,
+                note__startswith=SYNC_FAILED_NOTE,
+                created_at__gte=locked.updated_at,
+            ).count()
+            if failures < SYNC_FAILURES_BEFORE_REVIEW or locked.needs_review:
+                return False
+            _flag_for_review(
+                locked, f"sync failed {failures} times; last: {error}", source=Source.SYNC
+            )
+            return True
+    except Exception:  # the database itself failed: the next sweep tries again
+        logger.exception("Payment %s: the failed sync could not be recorded.", payment.pk)
+        return False
 
 
 # ---------------------------------------------------------------------------
