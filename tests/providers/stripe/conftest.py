@@ -219,6 +219,10 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Before 2025-03-31.basil, a partial capture or a cancel of an authorization
+    #: creates a Refund of what it released, counted in the charge's amount_refunded.
+    releases_as_refunds: bool = False
     #: Idempotency-Key -> (route, params, status, body), as Stripe stores them.
     answers: dict[str, tuple[str, list[tuple[str, str]], int, dict[str, Any]]] = field(
         default_factory=dict
@@ -352,6 +356,8 @@ class FakeStripe:
         intent = self._get(pid)
         if intent is None:
             return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing"}}
+        if ("expand[0]", "latest_charge") in raw and intent["latest_charge"] in self.charges:
+            return 200, {**intent, "latest_charge": self.charges[intent["latest_charge"]]}
         return 200, intent
 
     def _update(self, pid: str, p: dict[str, str], raw: Any) -> Any:
@@ -375,12 +381,43 @@ class FakeStripe:
         intent["next_action"] = None
         charge = self.new_id("ch")
         intent["latest_charge"] = charge
-        if intent["capture_method"] == "manual":
+        manual = intent["capture_method"] == "manual"
+        self.charges[charge] = {
+            "id": charge,
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": 0 if manual else intent["amount"],
+            "amount_refunded": 0,
+            "captured": not manual,
+            "refunded": False,
+            "currency": intent["currency"],
+            "payment_intent": pid,
+        }
+        if manual:
             intent["status"] = "requires_capture"
         else:
             intent["status"] = "succeeded"
             intent["amount_received"] = intent["amount"]
         return 200, intent
+
+    def _release(self, intent: dict[str, Any], amount: int) -> None:
+        """What Stripe did before basil: a Refund of the released part of the authorization."""
+        charge = self.charges[intent["latest_charge"]]
+        rid = self.new_id("re")
+        self.refunds[rid] = {
+            "id": rid,
+            "object": "refund",
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "charge": charge["id"],
+            "status": "succeeded",
+            "reason": None,
+            "metadata": {},
+            "created": int(time.time()) + self.counter,
+        }
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
 
     def _capture(self, pid: str, p: dict[str, str], raw: Any) -> Any:
         intent = self.intents[pid]
@@ -391,12 +428,20 @@ class FakeStripe:
                     "code": "payment_intent_unexpected_state",
                 }
             }
-        intent["amount_received"] = int(p.get("amount_to_capture", intent["amount"]))
+        captured = int(p.get("amount_to_capture", intent["amount"]))
+        intent["amount_received"] = captured
         intent["status"] = "succeeded"
+        charge = self.charges.get(intent["latest_charge"])
+        if charge is not None:
+            charge.update(amount_captured=captured, captured=True)
+            if self.releases_as_refunds and captured < intent["amount"]:
+                self._release(intent, intent["amount"] - captured)
         return 200, intent
 
     def _cancel(self, pid: str, p: dict[str, str], raw: Any) -> Any:
         intent = self.intents[pid]
+        if self.releases_as_refunds and intent["status"] == "requires_capture":
+            self._release(intent, intent["amount"])
         intent["status"] = "canceled"
         return 200, intent
 
@@ -415,6 +460,8 @@ class FakeStripe:
             "created": int(time.time()) + self.counter,
         }
         self.refunds[rid] = refund
+        if intent["latest_charge"] in self.charges:
+            self.charges[intent["latest_charge"]]["amount_refunded"] += refund["amount"]
         return 200, refund
 
     def _list_refunds(self, _id: Any, p: dict[str, str], raw: Any) -> Any:
