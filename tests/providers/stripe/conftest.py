@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -223,6 +224,13 @@ class FakeStripe:
     #: Before 2025-03-31.basil, a partial capture or a cancel of an authorization
     #: creates a Refund of what it released, counted in the charge's amount_refunded.
     releases_as_refunds: bool = False
+    #: Idempotency keys of the POSTs being executed right now (threads), and how many
+    #: concurrent requests with one of them were answered 409.
+    in_flight: set[str] = field(default_factory=set)
+    in_progress_answers: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set by a test to hold each refund's execution until it is set (or 5 s pass).
+    hold_refunds: threading.Event | None = None
     #: Idempotency-Key -> (route, params, status, body), as Stripe stores them.
     answers: dict[str, tuple[str, list[tuple[str, str]], int, dict[str, Any]]] = field(
         default_factory=dict
@@ -281,26 +289,52 @@ class FakeStripe:
                 if not fault.after:
                     return self._fault(fault.kind)
             key = request.headers.get("Idempotency-Key")
-            if request.method == "POST" and key and key in self.answers:
-                old_route, old_params, status, answer = self.answers[key]
-                if (old_route, sorted(old_params)) != (route, sorted(params)):
-                    return self._error(
-                        400,
-                        "idempotency_error",
-                        "Keys for idempotent requests can only be used with the same "
-                        "parameters they were first used with.",
-                    )
-                result = (status, answer)
-            else:
-                result = handler(match.groupdict().get("id"), dict(params), params)
-                if request.method == "POST" and key:
-                    self.answers[key] = (route, params, *result)
-            if fault is not None:
-                return self._fault(fault.kind)
-            status, answer = result
-            return status, {"Request-Id": f"req_{self.counter}"}, json.dumps(answer)
+            with self.lock:
+                running = request.method == "POST" and key in self.in_flight
+                if request.method == "POST" and key and not running:
+                    self.in_flight.add(key)
+            if running:  # as Stripe: a concurrent request with a key still being executed
+                self.in_progress_answers += 1
+                if self.hold_refunds is not None:
+                    self.hold_refunds.set()  # the race happened: the held request goes on
+                message = IN_PROGRESS_MESSAGE.format(key=key)
+                return self._error(409, "idempotency_error", message)
+            try:
+                return self._answer(request, route, key, params, match, handler, fault)
+            finally:
+                with self.lock:
+                    self.in_flight.discard(key or "")
 
         return callback
+
+    def _answer(
+        self,
+        request: Any,
+        route: str,
+        key: str | None,
+        params: list[tuple[str, str]],
+        match: Any,
+        handler: Any,
+        fault: Fault | None,
+    ) -> Any:
+        if request.method == "POST" and key and key in self.answers:
+            old_route, old_params, status, answer = self.answers[key]
+            if (old_route, sorted(old_params)) != (route, sorted(params)):
+                return self._error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same "
+                    "parameters they were first used with.",
+                )
+            result = (status, answer)
+        else:
+            result = handler(match.groupdict().get("id"), dict(params), params)
+            if request.method == "POST" and key:
+                self.answers[key] = (route, params, *result)
+        if fault is not None:
+            return self._fault(fault.kind)
+        status, answer = result
+        return status, {"Request-Id": f"req_{self.counter}"}, json.dumps(answer)
 
     def _fault(self, kind: str) -> Any:
         if kind == "timeout":
@@ -446,6 +480,8 @@ class FakeStripe:
         return 200, intent
 
     def _refund(self, _id: Any, p: dict[str, str], raw: list[tuple[str, str]]) -> Any:
+        if self.hold_refunds is not None:
+            self.hold_refunds.wait(timeout=5)
         intent = self.intents[p["payment_intent"]]
         rid = self.new_id("re")
         refund = {

@@ -8,6 +8,7 @@ the next sync or its webhook, and nobody is asked to review anything.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -91,3 +92,32 @@ def test_in_progress_is_an_unknown_outcome_for_capture(
     assert isinstance(caught.value, ProviderUnavailable)  # safe to retry with the same key
     payment = reloaded(payment)
     assert (payment.status, payment.needs_review) == ("authorized", False)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("round_", range(3))
+def test_a_customer_sync_racing_a_staff_refund_refunds_once(
+    fake_stripe: FakeStripe, paid: Any, round_: int
+) -> None:
+    from tests.providers.stripe.test_concurrency import run_together
+
+    # Each refund is held at "Stripe" until a second request with its key arrives.
+    fake_stripe.hold_refunds = threading.Event()
+
+    def customer() -> Any:
+        for _ in range(500):
+            synced = services.sync_payment(paid)
+            if fake_stripe.in_progress_answers or synced.amount_refunded:
+                return synced
+        return synced
+
+    staff, synced = run_together(lambda: services.refund_payment(paid, 300), customer)
+
+    assert not isinstance(staff, Exception), staff
+    assert not isinstance(synced, Exception), synced
+    assert fake_stripe.in_progress_answers == 1  # the race did happen
+    assert len(fake_stripe.refunds) == 1  # one refund at Stripe
+    settled = services.sync_payment(paid)
+    assert (settled.status, settled.amount_refunded) == ("partially_refunded", 300)
+    assert not settled.needs_review
+    assert list(Refund.objects.values_list("amount", "status")) == [(300, "succeeded")]
