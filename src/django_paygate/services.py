@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import logging
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -1484,8 +1485,11 @@ def sync_stuck_payments(
         except PaygateError as exc:
             after, error = payment.status, f"{type(exc).__name__}: {exc}"
         except Exception as exc:
-            logger.exception("Payment %s: sync failed unexpectedly.", payment.pk)
-            after, error = payment.status, f"{type(exc).__name__}: {exc}"
+            # Not one of ours, so its text was never vetted: the provider's secrets go.
+            trace = _without_secrets(traceback.format_exc(), payment.provider)
+            logger.error("Payment %s: sync failed unexpectedly.\n%s", payment.pk, trace)
+            after = payment.status
+            error = _without_secrets(f"{type(exc).__name__}: {exc}", payment.provider)
             flagged = _record_sync_failure(payment, error)
         # A held authorization the provider could not be asked about is still just held.
         still_open = after in IN_FLIGHT_PAYMENT_STATUSES or (error and before != P.AUTHORIZED)
@@ -1494,6 +1498,20 @@ def sync_stuck_payments(
             _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
             flagged = True
         yield SyncOutcome(payment.pk, before, after, error, flagged)
+
+
+def _without_secrets(text: str, alias: str) -> str:
+    """``text`` without the values of the provider's secret options (keys, webhook secrets)."""
+    try:
+        options = get_provider(alias).options
+    except PaygateError:
+        return text
+    for name in getattr(options, "secret_keys", ()):
+        value = options.get(name)
+        for secret in [value] if isinstance(value, str) else list(value or ()):
+            if isinstance(secret, str) and len(secret.strip()) >= 4:
+                text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:

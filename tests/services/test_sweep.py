@@ -78,9 +78,9 @@ def test_an_unexpected_error_is_recorded_and_the_sweep_goes_on(
     assert [o.error for o in outcomes] == ["", "KeyError: 'latest_charge'", ""]
     assert reloaded(first).status == reloaded(last).status == "succeeded"
     assert reloaded(broken).status == "pending"
-    logged = [r for r in caplog.records if r.exc_info and str(broken.pk) in r.getMessage()]
-    assert logged
-    assert logged[0].exc_info[0] is KeyError  # with its traceback
+    (logged,) = [m for m in caplog.messages if f"{broken.pk}: sync failed unexpectedly" in m]
+    assert "Traceback (most recent call last)" in logged
+    assert "KeyError: 'latest_charge'" in logged
     audit = PaymentEvent.objects.filter(payment=broken, source="sync").last()
     assert audit is not None
     assert "KeyError" in audit.note
@@ -160,3 +160,26 @@ def test_an_integrity_error_poisons_nothing_on_postgresql(
     assert PaymentEvent.objects.filter(
         payment=broken, source="sync", note__contains="IntegrityError"
     ).exists()
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_never_carries_the_providers_secrets(
+    dummy: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    _, broken, _ = three_stuck(dummy)
+    secret = dummy.webhook_secrets()[0]
+
+    def leaky(payment: Any) -> Any:
+        raise RuntimeError(f"request failed with secret={secret}")
+
+    break_fetch(dummy, monkeypatch, broken, leaky)
+
+    with caplog.at_level(logging.ERROR, logger="django_paygate"):
+        outcomes = list(services.sync_stuck_payments(older_than_seconds=0))
+
+    (error,) = [o.error for o in outcomes if o.error]
+    assert error == "RuntimeError: request failed with secret=[redacted]"
+    assert "RuntimeError" in caplog.text  # the traceback is still logged
+    assert secret not in caplog.text
+    notes = PaymentEvent.objects.filter(payment=broken).values_list("note", flat=True)
+    assert not [note for note in notes if secret in note]
