@@ -71,10 +71,28 @@ def test_ensure_demo_admin_is_idempotent(example_db):
 FLOW = textwrap.dedent(
     """
     import json
+    import os
+    import socket
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     import django
 
+    # The shop, served over HTTP, so the dummy provider's POSTed webhooks reach it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["EXAMPLE_DUMMY_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/api/payments/webhooks/dummy/"
     django.setup()
+
+    from django.core.wsgi import get_wsgi_application
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", port, get_wsgi_application(), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -146,6 +164,9 @@ FLOW = textwrap.dedent(
     order.refresh_from_db()
     out["after_full_refund"] = [order.status, order.payment.status, order.payment.amount_refunded]
 
+    from django_paygate.providers import get_provider
+
+    out["delivered"] = get_provider("dummy").wait_for_deliveries()
     out["inbox"] = sorted(WebhookEvent.objects.values_list("type", "status"))
     out["inbox_page"] = client.get("/staff/webhooks/").status_code
     out["health"] = client.get("/api/payments/webhooks/health/").json()["status"]
@@ -176,7 +197,9 @@ def test_shop_flow_pays_and_refunds_an_order(example_db):
     assert out["too_much_refused"] is True
     assert out["after_partial_refund"] == ["paid", "partially_refunded", 500]
     assert out["after_full_refund"] == ["refunded", "refunded", 2500]
-    # Every change also arrived as a signed webhook and went through the inbox.
+    # Every change also arrived as a signed webhook, POSTed by the dummy provider to the
+    # shop's webhook URL over HTTP, and went through the inbox.
+    assert out["delivered"] is True
     assert out["inbox"] == [
         ["payment.failed", "processed"],
         ["payment.succeeded", "processed"],

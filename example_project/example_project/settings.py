@@ -67,6 +67,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DB_PATH") or BASE_DIR / "db.sqlite3",
+        # The dummy provider's webhooks arrive while the shop serves other requests:
+        # writers queue for SQLite's lock instead of failing with "database is locked".
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -84,7 +87,14 @@ PAYGATE = {
     "PROVIDERS": {
         "dummy": {
             "BACKEND": "django_paygate.providers.dummy.DummyProvider",
-            "OPTIONS": {"webhook_secret": "example-dummy-webhook-secret"},
+            "OPTIONS": {
+                "webhook_secret": "example-dummy-webhook-secret",
+                # POST each signed event to this site's own webhook URL after the
+                # response, as a real provider would (like `stripe listen`).
+                "deliver_webhooks": True,
+                # Where to: by default the host of the request that caused the event.
+                "webhook_url": os.environ.get("EXAMPLE_DUMMY_WEBHOOK_URL", ""),
+            },
         },
     },
     # The orders customers pay for: each sets its own price (django_paygate.payables).
@@ -113,10 +123,6 @@ if os.environ.get("EXAMPLE_PROVIDER") == "stripe":
             "script_url": "/_localstripe/stripe.js",
         },
     }
-
-# The dummy provider records the webhook events a real provider would POST;
-# the shop delivers them through the real webhook pipeline after each action.
-SHOP_DELIVER_DUMMY_WEBHOOKS = True
 
 # Payment emails and post-commit signals run through Django's Tasks framework;
 # the immediate backend runs them in-process right after commit.

@@ -15,7 +15,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_paygate import money, services
 from django_paygate.exceptions import PaygateError
 from django_paygate.models import PaymentEvent, WebhookEvent
-from shop.dummy_webhooks import deliver_dummy_webhooks, pending_count
 from shop.forms import RefundForm, StartForm
 from shop.models import Order
 from shop.products import PRODUCTS
@@ -56,8 +55,6 @@ def _pay(request: HttpRequest, order: Order) -> HttpResponse:
     except PaygateError as exc:
         messages.error(request, f"Could not start the payment: {exc}")
         return redirect("shop:order", order.pk)
-    finally:
-        deliver_dummy_webhooks()
     Order.objects.filter(pk=order.pk).update(payment=payment)
     return redirect("paygate:checkout", payment.pk)
 
@@ -73,7 +70,6 @@ def pay(request: HttpRequest, order_id: str) -> HttpResponse:
 
 def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     """The order's status, its payment, refunds and audit trail (and a refund form for staff)."""
-    deliver_dummy_webhooks()  # the demo's stand-in for the provider POSTing its events
     order = get_object_or_404(Order.objects.select_related("payment"), pk=order_id)
     payment = order.payment
     context: dict[str, object] = {
@@ -115,18 +111,11 @@ def refund(request: HttpRequest, order_id: str) -> HttpResponse:
     else:
         amount = money.format_money(refund.amount, refund.currency)
         messages.success(request, f"Refund of {amount}: {refund.status}.")
-    finally:
-        deliver_dummy_webhooks()
     return redirect("shop:order", order.pk)
 
 
 @staff_member_required
-@require_http_methods(["GET", "POST"])
 def webhook_inbox(request: HttpRequest) -> HttpResponse:
-    """Staff only: the webhook inbox, and the dummy events not delivered yet."""
-    if request.method == "POST":
-        results = deliver_dummy_webhooks(force=True)
-        messages.info(request, f"Delivered {len(results)} event(s): {[r.message for r in results]}")
-        return redirect("shop:webhooks")
+    """Staff only: the webhook inbox, as the provider's signed events arrived."""
     events = WebhookEvent.objects.order_by("-received_at")[:50]
-    return render(request, "shop/webhooks.html", {"events": events, "pending": pending_count()})
+    return render(request, "shop/webhooks.html", {"events": events})

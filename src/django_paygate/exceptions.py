@@ -79,6 +79,20 @@ class AlreadyPaid(PaygateError):
     status_code = 409
 
 
+class NotSupported(PaygateError):
+    """This provider does not offer that operation (a capture, a cancel)."""
+
+    code = "not_supported"
+    status_code = 400
+
+
+class PaymentInProgress(PaygateError):
+    """Another request is opening this payment at the provider right now; retry in a moment."""
+
+    code = "in_progress"
+    status_code = 409
+
+
 class PayableChanged(PaygateError):
     """The amount due changed since this payment was created; it was canceled.
 

@@ -121,6 +121,9 @@ class AbstractPayment(models.Model):
     )
     #: A digest of the parameters the idempotency key was first used with.
     request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    #: While set and in the future, one caller is asking the provider to create this
+    #: payment's object, and no other may (Razorpay orders have no idempotency key).
+    creating_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     failure_code = models.CharField(_("failure code"), max_length=128, blank=True)
     failure_message = models.TextField(_("failure message"), blank=True)

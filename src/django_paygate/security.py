@@ -54,7 +54,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, Mapping[str, str | None]] = {
     "confirm_payment": {"user": "20/m", "ip": "60/m"},
     "process_refund": {"user": "30/m", "ip": "60/m"},
     "payment_status": {"user": "120/m", "ip": "300/m"},
-    # payment_status with sync=1: each call reaches the provider.
+    # POST payment_status/ (a sync): each call reaches the provider.
     "payment_sync": {"user": "10/m", "ip": "30/m"},
     "payment_analytics": {"user": "30/m", "ip": "60/m"},
     "openapi_json": {"user": None, "ip": "60/m"},

@@ -31,11 +31,13 @@ import functools
 import hashlib
 import json
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
@@ -52,6 +54,7 @@ from django_paygate.exceptions import (
     PayableChanged,
     PaygateError,
     PaymentDeclined,
+    PaymentInProgress,
     ProviderError,
     ProviderIdempotencyError,
     ProviderRequestInProgress,
@@ -290,7 +293,8 @@ def _apply_payment(
     fields: list[str] = []
     if result.provider_payment_id and not payment.provider_payment_id:
         payment.provider_payment_id = result.provider_payment_id
-        fields.append("provider_payment_id")
+        payment.creating_until = None  # linked: the creation claim has done its work
+        fields += ["provider_payment_id", "creating_until"]
     new_refs = {k: v for k, v in result.provider_data.items() if payment.provider_data.get(k) != v}
     if new_refs and current_news:
         payment.provider_data = {**payment.provider_data, **new_refs}
@@ -761,7 +765,7 @@ def create_payment(
         if not idempotency_key:
             raise
         return _replay(Payment.objects.get(idempotency_key=idempotency_key), fingerprint, backend)
-    return _open_at_provider(payment, backend)
+    return _open_at_provider(payment, backend, claimed=True)
 
 
 def _check_idempotency_key(idempotency_key: str | None) -> None:
@@ -785,7 +789,10 @@ def _insert_payment(
     fingerprint: str,
     **link: Any,
 ) -> AnyPayment:
-    """Write a new payment row and its "created" audit row (inside the caller's transaction)."""
+    """Write a new payment row and its "created" audit row (inside the caller's transaction).
+
+    The row carries the creation claim: its creator goes on to open it at the provider.
+    """
     payment = get_payment_model().objects.create(
         provider=backend.alias,
         amount=amount,
@@ -797,6 +804,7 @@ def _insert_payment(
         capture_method="automatic" if capture else "manual",
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
+        creating_until=_creation_claim(),
         **link,
     )
     _write(_audit(payment, Source.API, from_status="", user=owner, note="created"))
@@ -882,15 +890,14 @@ def _create_for_payable(
         return _replay(keyed, fingerprint, backend)
     if open_payment is not None:
         if not open_payment.provider_payment_id and open_payment.status == P.PENDING:
-            # Its creator is still asking the provider (or lost the answer): the same
-            # idempotency key gets the same provider object.
-            open_payment = _open_at_provider(open_payment, backend)
+            # Its creator is still asking the provider (a double click), or lost the answer.
+            open_payment = _join_creation(open_payment, backend)
         else:
             open_payment.client_data = payment_client_data(open_payment, backend)
         open_payment.replayed = True
         return open_payment
     assert payment is not None
-    return _open_at_provider(payment, backend)
+    return _open_at_provider(payment, backend, claimed=True)
 
 
 def _open_or_insert(
@@ -1008,14 +1015,80 @@ def _create_key(payment: AnyPayment) -> str:
     return f"paygate-{payment.pk}-create"
 
 
-def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
-    """Create the provider's object for a committed payment row, then link it."""
+#: How long one caller may take to create a payment's object at the provider before
+#: another caller may try (a caller that crashed mid-call leaves its claim behind).
+CREATE_CLAIM_SECONDS = 120
+
+
+def _creation_claim() -> datetime:
+    return timezone.now() + timedelta(seconds=CREATE_CLAIM_SECONDS)
+
+
+def _claim_creation(payment: AbstractPayment) -> bool:
+    """Claim the one right to create ``payment``'s object at the provider, or ``False``.
+
+    One conditional ``UPDATE``: of callers racing for an unlinked payment (a sync, the
+    customer confirming, the checkout opened again), exactly one wins. Razorpay orders
+    have no idempotency key, so two creators could otherwise make two orders.
+    """
+    now = timezone.now()
+    return bool(
+        get_payment_model()
+        .objects.filter(pk=payment.pk, provider_payment_id__isnull=True)
+        .filter(Q(creating_until__isnull=True) | Q(creating_until__lt=now))
+        .update(creating_until=_creation_claim())
+    )
+
+
+def _release_creation(payment: AbstractPayment) -> None:
+    get_payment_model().objects.filter(pk=payment.pk).update(creating_until=None)
+
+
+#: How long a second request for a payable waits for the first to open its payment.
+JOIN_CREATION_SECONDS = 10.0
+
+
+def _join_creation(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
+    """Open ``payment`` at the provider, or wait (bounded) for the caller already doing it.
+
+    Raises :class:`PaymentInProgress` if that caller is still at it after
+    ``JOIN_CREATION_SECONDS``.
+    """
+    deadline = time.monotonic() + JOIN_CREATION_SECONDS
+    while True:
+        try:
+            return _open_at_provider(payment, backend)
+        except PaymentInProgress:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+        current = get_payment_model().objects.get(pk=payment.pk)
+        if current.provider_payment_id or current.status != P.PENDING:
+            current.client_data = payment_client_data(current, backend)
+            return current
+
+
+def _open_at_provider(
+    payment: AnyPayment, backend: BaseProvider, *, claimed: bool = False
+) -> AnyPayment:
+    """Create the provider's object for a committed payment row, then link it.
+
+    ``claimed``: the caller holds the creation claim (a new row is written with it).
+    Raises :class:`PaymentInProgress` when another caller holds it.
+    """
+    if not claimed and not _claim_creation(payment):
+        raise PaymentInProgress(
+            "This payment is being opened at the provider by another request; retry in a moment.",
+            provider=backend.alias,
+        )
     try:
         result = backend.create_payment(payment, idempotency_key=_create_key(payment))
     except ProviderIdempotencyError as exc:
+        _release_creation(payment)
         _review(payment, str(exc))
         raise
     except ProviderUnavailable:
+        _release_creation(payment)
         logger.warning(
             "Payment %s: provider %s unreachable on create; sync will finish it.",
             payment.pk,
@@ -1023,6 +1096,7 @@ def _open_at_provider(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
         )
         raise
     except ProviderError as exc:
+        _release_creation(payment)
         _fail(payment, exc)
         raise
     with transaction.atomic():
@@ -1386,7 +1460,10 @@ def sync_payment(
         result = backend.fetch_payment(payment)
         if result.provider_payment_id is None:
             if payment.status == P.PENDING:
-                return _open_at_provider(payment, backend)
+                try:
+                    return _open_at_provider(payment, backend)
+                except PaymentInProgress:
+                    return payment  # its creator links it
             return payment
     else:
         result = backend.fetch_payment(payment)

@@ -1,4 +1,4 @@
-"""GET payment_status/: owner or staff; sync=1 pulls from the provider."""
+"""payment_status/: owner or staff; GET reads what is stored, POST syncs with the provider."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_sync_pulls_the_truth_from_the_provider(api: Api, dummy: Any) -> None:
 
     stale = api.get("payment_status", {"payment_id": str(payment.pk)})
     assert stale.json_body["status"] == "pending"
-    synced = api.get("payment_status", {"payment_id": str(payment.pk), "sync": "1"})
+    synced = api.post("payment_status", {"payment_id": str(payment.pk)})
     assert synced.status_code == 200
     assert synced.json_body["status"] == "succeeded"
     assert synced.json_body["amount_captured"] == 700
@@ -79,7 +79,7 @@ def test_sync_provider_unreachable_is_503(api: Api, dummy: Any, monkeypatch: Any
         raise ProviderUnavailable("Dummy timeout.")
 
     monkeypatch.setattr(dummy, "fetch_payment", unreachable)
-    response = api.get("payment_status", {"payment_id": str(created.json_body["id"]), "sync": "1"})
+    response = api.post("payment_status", {"payment_id": str(created.json_body["id"])})
     assert response.status_code == 503
     assert response.json_body["error"]["code"] == "provider_unavailable"
 
@@ -90,6 +90,8 @@ def test_sync_provider_unreachable_is_503(api: Api, dummy: Any, monkeypatch: Any
         ({}, "payment_id"),
         ({"payment_id": ""}, "payment_id"),
         ({"payment_id": "PID", "sync": "maybe"}, "sync"),
+        ({"payment_id": "PID", "sync": "1"}, "sync"),
+        ({"payment_id": "PID", "sync": "0"}, "sync"),
     ],
 )
 def test_invalid_parameters_are_400(api: Api, payment: Any, params: dict, field: str) -> None:
@@ -105,7 +107,42 @@ def test_anonymous_is_401(anon_api: Api, payment: Any) -> None:
     assert str(payment.pk) not in response.content.decode()
 
 
-def test_post_is_405(api: Api, payment: Any) -> None:
-    response = api.post("payment_status", {"payment_id": str(payment.pk)}, check=False)
+def test_get_never_asks_the_provider_to_act(api: Api, dummy: Any) -> None:
+    created = api.post("create_intent", api.order(700, "EUR"))
+    calls = len(dummy.calls)
+    for params in ({}, {"sync": "1"}, {"sync": "true"}):
+        api.get("payment_status", {"payment_id": created.json_body["id"], **params}, check=False)
+    assert len(dummy.calls) == calls
+
+
+def test_get_asking_for_sync_is_told_to_post(api: Api, payment: Any) -> None:
+    response = api.get("payment_status", {"payment_id": str(payment.pk), "sync": "1"})
+    assert response.status_code == 400
+    assert "POST" in response.json_body["error"]["fields"]["sync"]
+
+
+def test_sync_needs_the_csrf_token(api: Api, dummy: Any) -> None:
+    created = api.post("create_intent", api.order(700, "EUR"))
+    calls = len(dummy.calls)
+    response = api.post("payment_status", {"payment_id": created.json_body["id"]}, token=None)
+    assert response.status_code == 403
+    assert len(dummy.calls) == calls
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "payment_id"), ({"payment_id": 7}, "payment_id"), ({"payment_id": "PID", "x": 1}, "x")],
+)
+def test_invalid_sync_bodies_are_400(api: Api, payment: Any, body: dict, field: str) -> None:
+    body = {k: (str(payment.pk) if v == "PID" else v) for k, v in body.items()}
+    response = api.post("payment_status", body)
+    assert response.status_code == 400
+    assert field in response.json_body["error"]["fields"]
+
+
+def test_put_is_405(api: Api, payment: Any) -> None:
+    response = api.client.put(
+        "/api/payments/payment_status/", {"payment_id": str(payment.pk)}, HTTP_X_CSRFTOKEN=api.token
+    )
     assert response.status_code == 405
-    assert response["Allow"] == "GET"
+    assert response["Allow"] == "GET, POST"

@@ -90,7 +90,7 @@ def test_idor_confirm_is_404_and_changes_nothing(api: Api, victim_payment: Any, 
 @db
 def test_idor_status_sync_is_404(api: Api, victim_payment: Any, dummy: Any) -> None:
     calls = len(dummy.calls)
-    response = api.get("payment_status", {"payment_id": str(victim_payment.pk), "sync": "1"})
+    response = api.post("payment_status", {"payment_id": str(victim_payment.pk)})
     assert response.status_code == 404
     assert len(dummy.calls) == calls
 
@@ -289,10 +289,10 @@ def test_limits_are_per_endpoint(api: Api, user: Any, settings: Any, clock: Any)
 def test_sync_has_its_own_tighter_limit(api: Api, dummy: Any, settings: Any, clock: Any) -> None:
     _paygate(settings, RATE_LIMITS={"payment_sync": {"user": "1/m", "ip": None}})
     created = api.post("create_intent", api.order(100, "USD"))
-    params = {"payment_id": str(created.json_body["id"]), "sync": "1"}
-    assert api.get("payment_status", params).status_code == 200
-    assert api.get("payment_status", params).status_code == 429
-    assert api.get("payment_status", {"payment_id": params["payment_id"]}).status_code == 200
+    body = {"payment_id": str(created.json_body["id"])}
+    assert api.post("payment_status", body).status_code == 200
+    assert api.post("payment_status", body).status_code == 429
+    assert api.get("payment_status", body).status_code == 200
 
 
 @db

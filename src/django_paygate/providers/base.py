@@ -28,13 +28,19 @@ implements the methods; see ADDING_PROVIDERS.md.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_paygate import money
-from django_paygate.exceptions import ConfigurationError, InvalidAmount, WebhookVerificationError
+from django_paygate.exceptions import (
+    ConfigurationError,
+    InvalidAmount,
+    NotSupported,
+    WebhookVerificationError,
+)
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
 if TYPE_CHECKING:
@@ -141,7 +147,12 @@ class RedactedOptions(dict[str, Any]):
 
 
 class BaseProvider:
-    """Base class of every payment provider adapter."""
+    """Base class of every payment provider adapter.
+
+    Each method says whether a subclass must implement it, may override it, or
+    should leave it alone. An adapter only talks to its provider: it never
+    touches the database (the services apply what it answers).
+    """
 
     #: Human name, for messages and the admin.
     name: ClassVar[str] = ""
@@ -187,7 +198,7 @@ class BaseProvider:
     def validate_amount(self, amount: int, currency: str) -> None:
         """Refuse, before any network call, what this provider cannot charge.
 
-        Subclasses add their own rules and call ``super()``.
+        May be overridden: subclasses add their own rules and call ``super()``.
         """
         if self.supported_currencies is not None and currency not in self.supported_currencies:
             raise InvalidAmount(f"{self.name} does not accept {currency}.", provider=self.alias)
@@ -202,47 +213,70 @@ class BaseProvider:
     # -- outbound calls ------------------------------------------------------
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        """Create the provider's object for ``payment`` (a PaymentIntent, an Order)."""
-        raise NotImplementedError
+        """Create the provider's object for ``payment`` (a PaymentIntent, an Order).
+
+        Must be implemented.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement create_payment().")
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
-        """What the front end needs to continue ``payment`` (may call the provider)."""
-        raise NotImplementedError
+        """What the front end needs to continue ``payment`` (may call the provider).
+
+        Must be implemented (the shipped checkout and the API hand it to the browser).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement client_data().")
 
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
     ) -> ProviderPayment:
-        """Confirm with the provider's own confirmation data (a card, a signature)."""
-        raise NotImplementedError
+        """Confirm with the provider's own confirmation data (a card, a signature).
+
+        Must be implemented.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement confirm_payment().")
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
     ) -> ProviderPayment:
-        """Capture ``amount`` of an authorized payment."""
-        raise NotImplementedError
+        """Capture ``amount`` of an authorized payment.
+
+        May be implemented: a provider that cannot authorize now and capture
+        later leaves it, and ``services.capture_payment`` raises
+        :class:`NotSupported` (the API answers ``400 not_supported``).
+        """
+        raise NotSupported(f"{self.name} cannot capture a payment later.", provider=self.alias)
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        """Cancel (void) a payment that has not been captured."""
-        raise NotImplementedError
+        """Cancel (void) a payment that has not been captured.
+
+        May be implemented; without it ``services.cancel_payment`` raises
+        :class:`NotSupported`.
+        """
+        raise NotSupported(f"{self.name} cannot cancel a payment.", provider=self.alias)
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
     ) -> ProviderRefund:
-        """Refund ``refund.amount`` of ``payment``."""
-        raise NotImplementedError
+        """Refund ``refund.amount`` of ``payment``.
+
+        Must be implemented. Send ``refund.pk`` to the provider where it keeps a
+        reference of yours (see ADDING_PROVIDERS.md).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement refund_payment().")
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         """The provider's current truth about ``payment``, with its refunds.
 
         A payment the provider has no record of comes back with
-        ``provider_payment_id=None`` and ``status=None``.
+        ``provider_payment_id=None`` and ``status=None``. Must be implemented:
+        ``sync_payment`` and ``paygate_sync`` repair everything with it.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement fetch_payment().")
 
     # -- inbound webhooks ----------------------------------------------------
 
     def webhook_secrets(self) -> list[str]:
-        """The configured webhook secrets (a list during rotation)."""
+        """The configured webhook secrets (a list during rotation). Leave it alone."""
         value = self.options.get("webhook_secret")
         if not value:
             return []
@@ -250,13 +284,17 @@ class BaseProvider:
         return [s for s in secrets if isinstance(s, str) and s.strip()]
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider."""
-        raise NotImplementedError
+        """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider.
+
+        Must be implemented (:func:`verify_timestamped_hmac` does it for a
+        Stripe-style ``t=…,v1=…`` header).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement verify_webhook().")
 
     def redact_webhook_payload(self, payload: str) -> str:
         """The verified body as it may be stored in the inbox.
 
-        Override to strip secrets a provider puts in its events (Stripe's
+        May be overridden, to strip secrets a provider puts in its events (Stripe's
         ``client_secret``); the result must still parse to the same event.
         """
         return payload
@@ -265,9 +303,9 @@ class BaseProvider:
         """Turn a verified webhook into a :class:`ProviderEvent`.
 
         Raise :class:`WebhookVerificationError` for a body that is not valid
-        (not JSON, no event id).
+        (not JSON, no event id). Must be implemented.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement parse_webhook().")
 
 
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
@@ -291,6 +329,54 @@ def signature_matches(candidates: Iterable[str], expected: Iterable[str]) -> boo
         for exp in expected_bytes:
             matched |= hmac.compare_digest(raw, exp)
     return matched
+
+
+def verify_timestamped_hmac(
+    header: str,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    tolerance: int,
+    provider: str,
+    name: str = "signature header",
+) -> None:
+    """Check a ``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` header.
+
+    The scheme Stripe signs with (``Stripe-Signature``), and the dummy provider
+    too. Any ``v1`` may match any of ``secrets`` (rotation); the timestamp must
+    be within ``tolerance`` seconds of now, either way. Raises
+    :class:`WebhookVerificationError` naming ``name``, never the secrets.
+    """
+
+    def refuse(problem: str) -> WebhookVerificationError:
+        return WebhookVerificationError(f"{name}: {problem}.", provider=provider)
+
+    if not header:
+        raise refuse("missing")
+    if len(header) > 4096:
+        raise refuse("too long")
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "t":
+            timestamps.append(value.strip())
+        elif sep and key.strip() == "v1":
+            signatures.append(value.strip())
+    stamp = timestamps[0] if len(timestamps) == 1 else ""
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise refuse("malformed timestamp")
+    if not signatures or len(signatures) > 16:
+        raise refuse("no v1 signature")
+    if not secrets:
+        raise refuse(f"no webhook_secret is configured for {provider!r}")
+    skew = time.time() - int(stamp)
+    if abs(skew) > tolerance:
+        raise refuse("timestamp too far " + ("in the past" if skew > 0 else "in the future"))
+    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    signed = stamp.encode("ascii") + b"." + raw
+    if not signature_matches(signatures, [hmac_sha256_hex(secret, signed) for secret in secrets]):
+        raise refuse("no signature matches")
 
 
 def decode_json_body(body: bytes) -> Any:

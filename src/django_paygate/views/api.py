@@ -632,20 +632,33 @@ _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}
 
 
-@api_endpoint("payment_status", ("GET",), "user")
+@api_endpoint("payment_status", ("GET", "POST"), "user")
 def payment_status(request: HttpRequest) -> HttpResponse:
-    """``GET payment_status/?payment_id=<uuid>[&sync=1]``: the owner's (or staff's) view."""
-    raw_id = request.GET.get("payment_id")
-    sync_value = request.GET.get("sync", "").lower()
+    """The owner's (or staff's) view of one payment.
+
+    ``GET payment_status/?payment_id=<uuid>`` reads what is stored and never
+    calls the provider. ``POST payment_status/`` with ``{"payment_id": "<uuid>"}``
+    first pulls the truth from the provider (``services.sync_payment``), under
+    the tighter ``payment_sync`` rate limit: a sync can create objects at the
+    provider and re-send pending refunds, so it is never a GET.
+    """
     errors: dict[str, str] = {}
-    if not raw_id:
-        errors["payment_id"] = "This parameter is required."
-    if sync_value not in _TRUE | _FALSE:
-        errors["sync"] = "Use 1 or 0."
+    if request.method == "POST":
+        data = read_json(request)
+        errors = _unknown(data, {"payment_id"})
+        raw_id = data.get("payment_id")
+        if raw_id is not None and not isinstance(raw_id, str):
+            errors["payment_id"] = "Must be a string."
+    else:
+        raw_id = request.GET.get("payment_id")
+        if "sync" in request.GET:
+            errors["sync"] = "A GET never calls the provider: POST payment_status/ to sync."
+    if not raw_id and "payment_id" not in errors:
+        errors["payment_id"] = "This field is required."
     if errors:
         raise invalid(errors)
     payment = payment_for(request, raw_id, staff_sees_all=True)
-    if sync_value in _TRUE:
+    if request.method == "POST":
         retry_after = security.check_rate_limit(request, "payment_sync")
         if retry_after is not None:
             raise rate_limited(retry_after)
