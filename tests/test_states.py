@@ -8,6 +8,8 @@ import pytest
 
 from django_paygate.states import (
     FINAL_PAYMENT_STATUSES,
+    LEDGER_TRANSITIONS,
+    PAID_STATUSES,
     PAYMENT_RANK,
     PAYMENT_TRANSITIONS,
     REFUND_TRANSITIONS,
@@ -56,6 +58,16 @@ EXPECTED = {
 def test_every_pair(current: P, new: P) -> None:
     assert can_transition(current, new) is ((current, new) in EXPECTED)
     assert can_transition(current.value, new.value) is ((current, new) in EXPECTED)
+
+
+@pytest.mark.parametrize(("current", "new"), list(itertools.product(P, P)))
+def test_every_ledger_pair(current: P, new: P) -> None:
+    """The refund ledger moves between captured statuses only, backwards too."""
+    ledger = current in PAID_STATUSES and new in PAID_STATUSES
+    ledger = ledger and (current, new) not in {(P.SUCCEEDED, P.SUCCEEDED), (P.REFUNDED, P.REFUNDED)}
+    expected = ledger or (current, new) in EXPECTED
+    assert can_transition(current, new, ledger=True) is expected
+    assert set(LEDGER_TRANSITIONS) == PAID_STATUSES
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(P, P)))

@@ -155,6 +155,17 @@ class ProviderUnavailable(ProviderError):
     status_code = 503
 
 
+class ProviderRequestInProgress(ProviderUnavailable):
+    """Another request with the same idempotency key is still running at the provider.
+
+    Nothing is known yet: the other request settles it (a sync or a webhook
+    records its outcome), and a retry later with the same key gets its answer.
+    """
+
+    code = "provider_request_in_progress"
+    status_code = 409
+
+
 class ProviderIdempotencyError(ProviderError):
     """The provider rejected a reused idempotency key as a different request."""
 

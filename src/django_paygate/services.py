@@ -32,11 +32,13 @@ import hashlib
 import json
 import logging
 import time
+import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
@@ -55,6 +57,7 @@ from django_paygate.exceptions import (
     PaymentInProgress,
     ProviderError,
     ProviderIdempotencyError,
+    ProviderRequestInProgress,
     ProviderUnavailable,
     RefundExceedsCaptured,
 )
@@ -160,17 +163,6 @@ def _notification(
     return sql.insert(Notification, kind=kind, payment=payment, refund=refund, dispute=dispute)
 
 
-def _owe(
-    kind: str,
-    payment: AnyPayment,
-    *,
-    refund: Refund | None = None,
-    dispute: Dispute | None = None,
-) -> None:
-    """Write an outbox row and deliver it after commit (rule 4)."""
-    _write(_notification(kind, payment, refund=refund, dispute=dispute))
-
-
 def _change(
     payment: AnyPayment,
     to_status: PaymentStatus,
@@ -184,18 +176,21 @@ def _change(
     user: UserLike = None,
     notify: bool = True,
     also: tuple[sql.Write, ...] = (),
+    ledger: bool = False,
 ) -> None:
     """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
 
-    Raises :class:`InvalidTransition` when the table does not allow it.
-    Writes the payment, its audit row, the outbox row it owes and ``also``
-    in one round trip, then sends ``payment_status_changed`` inside the
-    transaction.
+    Raises :class:`InvalidTransition` when the table does not allow it
+    (``ledger``: the move follows a change of the refunded amount, see
+    :data:`~django_paygate.states.LEDGER_TRANSITIONS`). Writes the payment,
+    its audit row, the outbox row it owes and ``also`` in one round trip,
+    then sends ``payment_status_changed`` inside the transaction.
     """
     old = PaymentStatus(payment.status)
-    if to_status != old and not can_transition(old, to_status):
+    allowed = can_transition(old, to_status, ledger=ledger)
+    if to_status != old and not allowed:
         raise InvalidTransition(f"A {old} payment cannot become {to_status}.")
-    if to_status == old and not can_transition(old, to_status) and not fields:
+    if to_status == old and not allowed and not fields:
         _write(*also)
         return
     now = timezone.now()
@@ -514,32 +509,34 @@ def _apply_refund(
         fields.append("succeeded_at")
     refund.save(update_fields=fields)
 
-    if new == RefundStatus.SUCCEEDED:
-        payment.amount_refunded += refund.amount
-        target = status_after_refund(payment.amount_captured, payment.amount_refunded)
+    if RefundStatus.SUCCEEDED in (old, new):
+        # The refunded amount changes, and the status with it (the ledger's moves).
+        # Stripe: a refund may also fail after it succeeded. Its money came back, so the
+        # payment is what is really refunded now (refundable again); the customer still
+        # waits for their money, so a person looks at it.
+        back = old == RefundStatus.SUCCEEDED
+        payment.amount_refunded += -refund.amount if back else refund.amount
+        kind = Notification.Kind.REFUND_FAILED if back else Notification.Kind.REFUND_SUCCEEDED
         _change(
             payment,
-            target,
+            status_after_refund(payment.amount_captured, payment.amount_refunded),
             source=source,
             fields=("amount_refunded",),
             amount=refund.amount,
             webhook_event=webhook_event,
             refund=refund,
-            note="refund succeeded",
-            also=(_notification(Notification.Kind.REFUND_SUCCEEDED, payment, refund=refund),),
+            note="refund failed after it had succeeded" if back else "refund succeeded",
+            notify=False,  # not news of the payment: the refund's own notification is owed
+            also=(_notification(kind, payment, refund=refund),),
+            ledger=True,
         )
-    elif old == RefundStatus.SUCCEEDED:
-        # Stripe: a refund may fail after it succeeded. Money came back to us;
-        # the payment never moves backwards by itself: a person looks at it.
-        payment.amount_refunded -= refund.amount
-        _flag_for_review(
-            payment,
-            f"refund {refund.pk} failed after it had succeeded",
-            source=source,
-            webhook_event=webhook_event,
-            fields=("amount_refunded",),
-        )
-        _owe(Notification.Kind.REFUND_FAILED, payment, refund=refund)
+        if back:
+            _flag_for_review(
+                payment,
+                f"refund {refund.pk} failed after it had succeeded; its money came back",
+                source=source,
+                webhook_event=webhook_event,
+            )
     else:
         writes = [
             _audit(
@@ -1115,6 +1112,34 @@ def _review(payment: AnyPayment, reason: str) -> None:
         _flag_for_review(lock_payment(payment.pk), reason, source=Source.API)
 
 
+_T = TypeVar("_T")
+
+
+def _ask_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) -> _T:
+    """Run one provider ``call`` for ``payment`` (made with its idempotency key).
+
+    The failures every operation treats alike: an unknown outcome
+    (:class:`ProviderUnavailable`) is logged and raised, for a retry with the
+    same key or ``sync_payment`` to settle; a key the provider rejects as reused
+    with other parameters (:class:`ProviderIdempotencyError`) flags the payment
+    for review, then is raised. Anything else is raised to the caller, which
+    knows what a refusal means for its operation.
+    """
+    try:
+        return call()
+    except ProviderIdempotencyError as exc:
+        _review(payment, f"{operation}: {exc}")
+        raise
+    except ProviderUnavailable as exc:
+        logger.warning(
+            "Payment %s: %s, outcome unknown (%s); a retry or a sync settles it.",
+            payment.pk,
+            operation,
+            exc.code,
+        )
+        raise
+
+
 #: What the customer is told (``failure_message`` goes into their email) when the
 #: provider refused for a reason of ours (a key, a setting), not a decline.
 NOT_STARTED_MESSAGE = "The payment could not be started. Please try again later."
@@ -1178,15 +1203,15 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         if not _payable(payment):  # read under the lock: canceled while we were creating
             raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     before = payment.status
+    key = _confirm_key(payment, provider_data)
     try:
-        result = backend.confirm_payment(
-            payment, idempotency_key=_confirm_key(payment, provider_data), **provider_data
+        result = _ask_provider(
+            payment,
+            "confirm",
+            lambda: backend.confirm_payment(payment, idempotency_key=key, **provider_data),
         )
     except PaymentDeclined as exc:
         _fail(payment, exc)
-        raise
-    except ProviderIdempotencyError as exc:
-        _review(payment, str(exc))
         raise
     with transaction.atomic():
         locked = lock_payment(payment.pk)
@@ -1231,13 +1256,13 @@ def capture_payment(
         if amount > locked.amount:
             raise InvalidAmount(f"Cannot capture {amount}: only {locked.amount} was authorized.")
     backend = get_provider(locked.provider)
-    try:
-        result = backend.capture_payment(
+    result = _ask_provider(
+        locked,
+        "capture",
+        lambda: backend.capture_payment(
             locked, amount=amount, idempotency_key=f"paygate-{locked.pk}-capture"
-        )
-    except ProviderIdempotencyError as exc:
-        _review(locked, str(exc))
-        raise
+        ),
+    )
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if result.status == P.SUCCEEDED and result.amount_captured is None:
@@ -1261,7 +1286,11 @@ def cancel_payment(
             raise InvalidTransition(f"A {locked.status} payment cannot be canceled.")
     backend = get_provider(locked.provider)
     if locked.provider_payment_id:
-        result = backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel")
+        result = _ask_provider(
+            locked,
+            "cancel",
+            lambda: backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel"),
+        )
     else:
         result = None  # never reached the provider: nothing to cancel there
     with transaction.atomic():
@@ -1374,15 +1403,20 @@ def _reserve_refund(
 def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API) -> Refund:
     backend = get_provider(payment.provider)
     try:
-        result = backend.refund_payment(
-            payment, refund, idempotency_key=str(refund.idempotency_key)
+        result = _ask_provider(
+            payment,
+            f"refund {refund.pk}",
+            lambda: backend.refund_payment(
+                payment, refund, idempotency_key=str(refund.idempotency_key)
+            ),
         )
-    except ProviderUnavailable:
-        logger.warning("Refund %s: outcome unknown; it stays pending for sync.", refund.pk)
-        raise
-    except ProviderIdempotencyError as exc:
-        _review(payment, str(exc))
-        raise
+    except ProviderRequestInProgress:
+        # Our own earlier request with this key is still running (a sync racing the
+        # call that made the refund): that one settles it, or the next sync or webhook.
+        refund.refresh_from_db()
+        return refund
+    except (ProviderUnavailable, ProviderIdempotencyError):
+        raise  # the refund stays pending, and reserved, until it is settled
     except PaygateError as exc:
         # Refused, by the provider or by the adapter before any call (an amount
         # the provider cannot take): nothing moved, so the reservation is released.
@@ -1490,13 +1524,26 @@ class SyncOutcome:
         return self.before != self.after
 
 
+#: A payment whose repair raised something unexpected this many times (since it last
+#: changed) is flagged for review: retrying alone will not fix it.
+SYNC_FAILURES_BEFORE_REVIEW = 3
+#: How a failed repair starts its note on the audit trail (they are counted by it).
+SYNC_FAILED_NOTE = "sync failed: "
+
+
 def sync_stuck_payments(
     older_than_seconds: int | None = None, *, provider: str | None = None, limit: int | None = None
 ) -> Iterator[SyncOutcome]:
     """Sync every stuck payment (see :func:`find_stuck_payments`), one outcome at a time.
 
     A payment the provider still cannot settle ``SYNC_REVIEW_AFTER`` seconds
-    after it was created is flagged ``needs_review``: a person decides.
+    after it was created is flagged ``needs_review``: a person decides. A
+    repair that raises anything else than a django-paygate error (a bug in an
+    adapter, an ``IntegrityError``) is logged with its traceback and recorded
+    on the payment's audit trail, and the sweep goes on; after
+    :data:`SYNC_FAILURES_BEFORE_REVIEW` such failures the payment is flagged.
+    Inside a caller's transaction each payment is repaired in a savepoint of
+    its own, so one failure never aborts the others' work.
     """
     from datetime import timedelta
 
@@ -1507,18 +1554,68 @@ def sync_stuck_payments(
         stuck = stuck.filter(provider=provider)
     review_before = timezone.now() - timedelta(seconds=int(paygate_settings.SYNC_REVIEW_AFTER))
     for payment in stuck.iterator() if limit is None else stuck[:limit]:
-        before, error = payment.status, ""
+        before, error, flagged = payment.status, "", False
         try:
-            after = sync_payment(payment).status
+            # In autocommit (the command) every step of a repair is its own transaction.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                after = sync_payment(payment).status
         except PaygateError as exc:
             after, error = payment.status, f"{type(exc).__name__}: {exc}"
-        flagged = False
+        except Exception as exc:
+            # Not one of ours, so its text was never vetted: the provider's secrets go.
+            trace = _without_secrets(traceback.format_exc(), payment.provider)
+            logger.error("Payment %s: sync failed unexpectedly.\n%s", payment.pk, trace)
+            after = payment.status
+            error = _without_secrets(f"{type(exc).__name__}: {exc}", payment.provider)
+            flagged = _record_sync_failure(payment, error)
         # A held authorization the provider could not be asked about is still just held.
         still_open = after in IN_FLIGHT_PAYMENT_STATUSES or (error and before != P.AUTHORIZED)
-        if still_open and payment.created_at < review_before and not payment.needs_review:
+        old = payment.created_at < review_before
+        if still_open and old and not (flagged or payment.needs_review):
             _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
             flagged = True
         yield SyncOutcome(payment.pk, before, after, error, flagged)
+
+
+def _without_secrets(text: str, alias: str) -> str:
+    """``text`` without the values of the provider's secret options (keys, webhook secrets)."""
+    try:
+        options = get_provider(alias).options
+    except PaygateError:
+        return text
+    for name in getattr(options, "secret_keys", ()):
+        value = options.get(name)
+        for secret in [value] if isinstance(value, str) else list(value or ()):
+            if isinstance(secret, str) and len(secret.strip()) >= 4:
+                text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:
+    """Audit a repair that raised ``error``; whether the payment was flagged for it now.
+
+    The failures are counted on the audit trail since the payment last changed,
+    so the count survives restarts and needs no column of its own.
+    """
+    try:
+        with transaction.atomic():
+            locked = lock_payment(payment.pk)
+            _write(_audit(locked, Source.SYNC, note=f"{SYNC_FAILED_NOTE}{error}"))
+            failures = PaymentEvent.objects.filter(
+                payment=locked,
+                source=Source.SYNC,
+                note__startswith=SYNC_FAILED_NOTE,
+                created_at__gte=locked.updated_at,
+            ).count()
+            if failures < SYNC_FAILURES_BEFORE_REVIEW or locked.needs_review:
+                return False
+            _flag_for_review(
+                locked, f"sync failed {failures} times; last: {error}", source=Source.SYNC
+            )
+            return True
+    except Exception:  # the database itself failed: the next sweep tries again
+        logger.exception("Payment %s: the failed sync could not be recorded.", payment.pk)
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -1604,6 +1701,24 @@ def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: Web
     return changed
 
 
+def review_unapplied_event(
+    payment_id: Any, webhook_event: WebhookEvent, error: PaygateError | BaseException
+) -> None:
+    """Flag the payment of a webhook event the state machine refused (inside a transaction).
+
+    The event stays in the inbox as ``failed``, to be replayed once a person
+    has looked at the payment. ``payment_id`` ``None`` (no payment) does nothing.
+    """
+    if payment_id is None:
+        return
+    _flag_for_review(
+        lock_payment(payment_id),
+        f"webhook event {webhook_event.event_id} cannot be applied: {error}",
+        source=Source.WEBHOOK,
+        webhook_event=webhook_event,
+    )
+
+
 def refundable_amount(payment: AnyPayment) -> int:
     """What a new refund of ``payment`` may take now, in minor units (a read: no lock)."""
     return max(0, payment.amount_captured - _refund_reserved(payment))
@@ -1623,6 +1738,7 @@ __all__ = [
     "payments_for",
     "refund_payment",
     "refundable_amount",
+    "review_unapplied_event",
     "sync_payment",
     "sync_stuck_payments",
 ]

@@ -111,6 +111,9 @@ PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingP
     }
 )
 
+#: No operation and no report of the provider moves a payment out of a final status.
+#: Only the refund ledger can (see :data:`LEDGER_TRANSITIONS`): a refund that fails after
+#: it succeeded gives its money back, so a refunded payment is refundable again.
 FINAL_PAYMENT_STATUSES = frozenset(s for s, targets in PAYMENT_TRANSITIONS.items() if not targets)
 
 #: Statuses in which the customer has not paid yet and the provider may still move.
@@ -118,6 +121,20 @@ IN_FLIGHT_PAYMENT_STATUSES = frozenset({P.PENDING, P.REQUIRES_ACTION, P.PROCESSI
 
 #: Statuses in which money was captured.
 PAID_STATUSES = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
+
+#: The moves of the refund ledger: once money was captured, the status is what
+#: :func:`status_after_refund` makes of the amounts. A refund that succeeds moves a
+#: payment forward; one that fails after it succeeded gave its money back, and the
+#: payment goes back to what is really refunded. Only a change of the refunded amount
+#: makes these moves: a provider's report about the payment itself never does (a
+#: Stripe PaymentIntent stays ``succeeded`` whatever was refunded).
+LEDGER_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
+    {
+        P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.PARTIALLY_REFUNDED: frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED}),
+        P.REFUNDED: frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED}),
+    }
+)
 
 R = RefundStatus
 
@@ -142,9 +159,18 @@ DISPUTE_WITHDRAWING_STATUSES = frozenset(
 )
 
 
-def can_transition(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
-    """Whether a payment may move from ``current`` to ``new``."""
-    return PaymentStatus(new) in PAYMENT_TRANSITIONS[PaymentStatus(current)]
+def can_transition(
+    current: PaymentStatus | str, new: PaymentStatus | str, *, ledger: bool = False
+) -> bool:
+    """Whether a payment may move from ``current`` to ``new``.
+
+    ``ledger``: the move follows a change of the refunded amount
+    (:data:`LEDGER_TRANSITIONS`), not an operation or a report of the payment.
+    """
+    current, new = PaymentStatus(current), PaymentStatus(new)
+    if ledger and new in LEDGER_TRANSITIONS.get(current, frozenset()):
+        return True
+    return new in PAYMENT_TRANSITIONS[current]
 
 
 def is_stale(current: PaymentStatus | str, new: PaymentStatus | str) -> bool:
@@ -164,7 +190,11 @@ def can_transition_refund(current: RefundStatus | str, new: RefundStatus | str) 
 
 
 def status_after_refund(amount_captured: int, amount_refunded: int) -> PaymentStatus:
-    """The status of a captured payment once ``amount_refunded`` went back."""
+    """The status of a captured payment of which ``amount_refunded`` is refunded now.
+
+    It goes down as well as up: a refund that failed after it succeeded is no
+    longer counted (see :data:`LEDGER_TRANSITIONS`).
+    """
     if amount_refunded <= 0:
         return P.SUCCEEDED
     if amount_refunded >= amount_captured:
@@ -176,6 +206,7 @@ __all__ = [
     "DISPUTE_WITHDRAWING_STATUSES",
     "FINAL_PAYMENT_STATUSES",
     "IN_FLIGHT_PAYMENT_STATUSES",
+    "LEDGER_TRANSITIONS",
     "PAID_STATUSES",
     "PAYMENT_RANK",
     "PAYMENT_TRANSITIONS",

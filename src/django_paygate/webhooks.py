@@ -54,7 +54,7 @@ from django.utils.datastructures import CaseInsensitiveMapping
 
 from django_paygate import services, sql
 from django_paygate.conf import paygate_settings
-from django_paygate.exceptions import UnknownProvider, WebhookVerificationError
+from django_paygate.exceptions import PaygateError, UnknownProvider, WebhookVerificationError
 from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent
@@ -83,8 +83,9 @@ DUPLICATE = "duplicate"
 FAILED = "failed"
 EARLY = "early"
 REJECTED = "rejected"
+UNAPPLIED = "unapplied"
 #: Outcomes after which the event still waits for a successful delivery or replay.
-NOT_DONE = frozenset({FAILED, EARLY, REJECTED})
+NOT_DONE = frozenset({FAILED, EARLY, REJECTED, UNAPPLIED})
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,10 @@ class WebhookResult:
     """What the view answers: an HTTP status and a short, secret-free message.
 
     ``outcome`` is one of ``processed``, ``ignored``, ``duplicate``, ``failed``,
-    ``early`` (stored as failed, to be delivered again) and ``rejected``
-    (nothing stored); ``event_id`` is the inbox row's id when there is one.
+    ``early`` (stored as failed, to be delivered again), ``unapplied`` (refused
+    by the state machine: stored as failed, the payment flagged for review,
+    answered 200) and ``rejected`` (nothing stored); ``event_id`` is the inbox
+    row's id when there is one.
     """
 
     status_code: int
@@ -219,6 +222,7 @@ def process_event(
     """Store ``event`` in the inbox (once) and apply it; see the module docstring."""
     if not event.event_id or len(event.event_id) > 255:
         return _reject(provider.alias, "The event id is missing or longer than 255 characters.")
+    payment_id: Any = None
     try:
         with transaction.atomic():
             claimed = _claim(provider.alias, event, payload, headers, replay=replay)
@@ -233,9 +237,25 @@ def process_event(
             early = _too_early(payment, event)
             if early:
                 raise EventTooEarly(early)
+            payment_id = payment.pk
             row = WebhookEvent(pk=row_id, provider=provider.alias, event_id=event.event_id)
             services.apply_event(payment, event, webhook_event=row)
             return WebhookResult(200, "Event processed.", row_id, PROCESSED)
+    except PaygateError as exc:
+        # The state machine refused it: every delivery would be refused the same way,
+        # so the provider is not made to retry. A person looks at the payment.
+        logger.warning(
+            "%s event %s cannot be applied (%s); the payment is flagged for review.",
+            provider.alias,
+            event.event_id,
+            type(exc).__name__,
+        )
+        failed_id = _record_unapplied(
+            provider.alias, event, payload, headers, exc, payment_id, replay=replay
+        )
+        if failed_id is None:
+            return WebhookResult(500, "Event processing failed.", None, FAILED)
+        return WebhookResult(200, "Event stored for review.", failed_id, UNAPPLIED)
     except EventTooEarly as exc:
         logger.info(
             "%s event %s is early (%s); the provider will deliver it again.",
@@ -567,6 +587,32 @@ def _claim_with_savepoint(
 
 def _ignore(row_id: int, reason: str) -> None:
     WebhookEvent.objects.filter(pk=row_id).update(status=Status.IGNORED, error=reason)
+
+
+def _record_unapplied(
+    alias: str,
+    event: ProviderEvent,
+    payload: str,
+    headers: Mapping[str, str],
+    exc: BaseException,
+    payment_id: Any,
+    *,
+    replay: bool,
+) -> int | None:
+    """Store a refused event as ``failed`` and flag its payment for review, at once."""
+    try:
+        with transaction.atomic():
+            row_id = _record_failure(alias, event, payload, headers, exc, replay=replay)
+            if row_id is None:
+                raise RuntimeError("the failure could not be recorded")
+            WebhookEvent.objects.filter(pk=row_id).update(payment_id=payment_id)
+            services.review_unapplied_event(
+                payment_id, WebhookEvent(pk=row_id, provider=alias, event_id=event.event_id), exc
+            )
+            return row_id
+    except Exception:  # the database itself is down: the provider will retry
+        logger.exception("Could not flag the payment of %s event %s.", alias, event.event_id)
+        return None
 
 
 def _record_failure(

@@ -52,6 +52,7 @@ from django_paygate.exceptions import (
     PaymentDeclined,
     ProviderError,
     ProviderIdempotencyError,
+    ProviderRequestInProgress,
     ProviderUnavailable,
     WebhookVerificationError,
 )
@@ -261,6 +262,14 @@ REFUND_EVENTS = frozenset(
 )
 #: From this API version on, refund.* events are sent for card refunds too.
 REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
+#: Before this API version, releasing an authorization created a Refund: the rest of a
+#: partial capture, or all of a canceled authorization. It was listed with the
+#: PaymentIntent's refunds, counted in the charge's ``amount_refunded`` and reported by
+#: ``charge.refunded`` and ``charge.refund.updated``, but no money went back to anyone
+#: (https://docs.stripe.com/changelog/basil/2025-03-31/remove-refund-from-partial-capture-and-payment-cancellation-flow).
+RELEASES_WITHOUT_REFUND = "2025-03-31"
+#: The reason Stripe gives the Refund of an authorization that expired uncaptured.
+EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
 DISPUTE_EVENTS = frozenset(
     {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
 )
@@ -307,6 +316,50 @@ def _id_of(value: Any) -> str:
 
 def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
     return _str(_dict(obj.get("metadata")).get(key)) or None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _released(charge: Mapping[str, Any]) -> int:
+    """What releasing ``charge``'s authorization "refunded" before basil (Stripe's units).
+
+    All of it when nothing was captured (a cancel, an expiry), the rest of a
+    partial capture otherwise.
+    """
+    amount = _int(charge.get("amount"))
+    if _uncaptured(charge):
+        return amount
+    captured = charge.get("amount_captured")
+    # A charge without amount_captured (old API versions) was captured whole.
+    return max(0, amount - captured) if isinstance(captured, int) else 0
+
+
+def _uncaptured(charge: Mapping[str, Any]) -> bool:
+    return charge.get("captured") is False or charge.get("amount_captured") == 0
+
+
+def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -> set[str]:
+    """The ids of the refunds in ``refunds`` that only released ``charge``'s authorization.
+
+    Stripe made them before basil; they carry none of our metadata. Nothing
+    captured: every one of them. A partial capture: the first refund of exactly
+    the rest (it was made with the capture, before any refund could be), and any
+    refund of an authorization that expired.
+    """
+    theirs = [r for r in refunds if not _metadata(r, METADATA_REFUND_KEY)]
+    released = {_str(r.get("id")) for r in theirs if r.get("reason") == EXPIRED_UNCAPTURED}
+    if _uncaptured(charge):
+        return released | {_str(r.get("id")) for r in theirs}
+    rest = _released(charge)
+    first = sorted(
+        (r for r in theirs if _int(r.get("amount")) == rest),
+        key=lambda r: _int(r.get("created")),
+    )
+    if rest and first:
+        released.add(_str(first[0].get("id")))
+    return released
 
 
 # ---------------------------------------------------------------------------
@@ -484,6 +537,15 @@ class StripeProvider(BaseProvider):
         if isinstance(exc, stripe.IdempotencyError):
             return ProviderIdempotencyError(
                 f"{what}: Stripe refused the idempotency key as reused with other parameters.",
+                provider=self.alias,
+                **extra,
+            )
+        if exc.http_status == 409 and _str(err.get("type")) == "idempotency_error":
+            # "There is currently another in-progress request using this Idempotent Key":
+            # our own earlier request (a sync racing the call that made it) is running.
+            return ProviderRequestInProgress(
+                f"{what}: another request with this idempotency key is in progress at "
+                "Stripe; its outcome is settled by a sync or its webhook.",
                 provider=self.alias,
                 **extra,
             )
@@ -724,18 +786,34 @@ class StripeProvider(BaseProvider):
             # already have made (keys live at least 24 hours).
             return ProviderPayment(provider_payment_id=None, status=None)
         pid = str(payment.provider_payment_id)
+        # Before basil the charge tells which refunds only released the authorization.
+        releases = self.releases_are_refunds()
+        params: dict[str, Any] = {"expand": ["latest_charge"]} if releases else {}
         intent = self._call(
-            "retrieve PaymentIntent", lambda: self.client.v1.payment_intents.retrieve(pid)
+            "retrieve PaymentIntent",
+            lambda: self.client.v1.payment_intents.retrieve(pid, params=params),  # type: ignore[arg-type]
         )
         refunds: list[ProviderRefund] = []
         # API versions before 2022-11-15 have no latest_charge: a captured intent is enough.
-        if intent.get("latest_charge") or intent.get("status") == "succeeded":
+        # A canceled intent captured nothing: a refund of it only released it (before basil).
+        captured = intent.get("latest_charge") or intent.get("status") == "succeeded"
+        if captured and intent.get("status") != "canceled":
             page = self._call_list(pid)
+            charge = _dict(intent.get("latest_charge"))
+            if releases and charge:
+                released = _release_refunds(charge, page)
+                page = [r for r in page if _str(r.get("id")) not in released]
             try:
                 refunds = [self.refund_from_object(r, payment_intent=pid) for r in page]
             except InvalidAmount as exc:
                 raise ProviderError(str(exc), provider=self.alias) from None
         return _with(self._result(intent), refunds=tuple(refunds))
+
+    def releases_are_refunds(self, api_version: str = "") -> bool:
+        """Whether Stripe, at ``api_version`` (default: the one we call with), reports the
+        release of an authorization as a Refund (versions before basil)."""
+        version = api_version or self.options["api_version"] or stripe.api_version
+        return str(version) < RELEASES_WITHOUT_REFUND
 
     def _call_list(self, pid: str) -> list[dict[str, Any]]:
         def listing() -> Any:
@@ -918,13 +996,21 @@ class StripeProvider(BaseProvider):
             if event_type == "payment_intent.payment_failed" and payment.status == P.PENDING:
                 payment = _with(payment, status=P.FAILED)
             return _with(base, payment=payment, our_payment_id=payment.our_payment_id)
+        releases = bool(api_version) and self.releases_are_refunds(api_version)
         if event_type == "charge.refunded" and kind == "charge":
             data = _dict(obj.get("refunds")).get("data")
             refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+            released = 0
+            if releases:
+                released = _released(obj)
+                if released >= _int(obj.get("amount")):
+                    return base  # nothing was captured: the authorization was released
+                ids = _release_refunds(obj, refunds)
+                refunds = [r for r in refunds if _str(r.get("id")) not in ids]
             if not refunds and api_version and api_version < REFUND_EVENTS_FOR_ALL_REFUNDS:
                 # From 2022-11-15 to 2024-10-27 the charge has no refunds list and card
                 # refunds send no refund.* event: the total is all there is to go on.
-                return _with(base, payment=self._refunded_total(obj))
+                return _with(base, payment=self._refunded_total(obj, released))
             if not refunds:  # from 2024-10-28 the refund.* events carry it
                 return base
             newest = max(refunds, key=lambda r: r.get("created") or 0)
@@ -935,6 +1021,9 @@ class StripeProvider(BaseProvider):
                 base, refund=refund, our_payment_id=_metadata(newest, METADATA_PAYMENT_KEY)
             )
         if event_type in REFUND_EVENTS and kind == "refund":
+            theirs = not _metadata(obj, METADATA_REFUND_KEY)
+            if releases and theirs and _release_like(event_type, obj):
+                return base
             forced = RefundStatus.FAILED if event_type == "refund.failed" else None
             refund = self.refund_from_object(obj, status=forced)
             return _with(base, refund=refund, our_payment_id=_metadata(obj, METADATA_PAYMENT_KEY))
@@ -942,12 +1031,18 @@ class StripeProvider(BaseProvider):
             return _with(base, dispute=self.dispute_from_object(obj, event_type))
         return base
 
-    def _refunded_total(self, charge: Mapping[str, Any]) -> ProviderPayment | None:
-        """What a ``charge.refunded`` without a refunds list says: the total refunded."""
+    def _refunded_total(
+        self, charge: Mapping[str, Any], released: int = 0
+    ) -> ProviderPayment | None:
+        """What a ``charge.refunded`` without a refunds list says: the total refunded
+        (less what releasing the authorization counted in it before basil)."""
         pid = _id_of(charge.get("payment_intent"))
         currency = _str(charge.get("currency")).upper()
         # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
-        total = from_stripe_amount(charge.get("amount_refunded"), currency)
+        refunded = charge.get("amount_refunded")
+        if released and isinstance(refunded, int):
+            refunded = max(0, refunded - released)
+        total = from_stripe_amount(refunded, currency)
         if not pid or not total:
             return None
         return ProviderPayment(pid, None, currency=currency, amount_refunded=total)
@@ -963,6 +1058,20 @@ class AmountRefused(InvalidAmount, ProviderError):
 
     code = "invalid_amount"
     status_code = 400
+
+
+def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
+    """Whether a refund event (rendered before basil) of a refund we did not make may only
+    report the release of an authorization, and so books nothing.
+
+    An expired authorization's refund says so. A partial capture's or a cancel's
+    is told apart by its charge, which ``charge.refunded`` carries (and a sync
+    reads); a succeeded refund in ``charge.refund.updated`` may be one, and a
+    refund made in the dashboard was reported by ``charge.refunded`` already.
+    """
+    if refund.get("reason") == EXPIRED_UNCAPTURED:
+        return True
+    return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -193,7 +194,14 @@ def local_stripe(settings: Any, localstripe_url: str) -> StripeProvider:
 # A stateful Stripe on `responses`
 # ---------------------------------------------------------------------------
 
-FAULTS = ("timeout", "connection", "500", "429", "idempotency", "card_declined")
+FAULTS = ("timeout", "connection", "500", "429", "idempotency", "in_progress", "card_declined")
+
+#: Stripe's answer while another request with the same Idempotency-Key is running.
+IN_PROGRESS_MESSAGE = (
+    "There is currently another in-progress request using this Idempotent Key (that "
+    "probably means you submitted twice, and the other request is still going through): "
+    "{key}. Please try again later."
+)
 
 
 @dataclass
@@ -212,6 +220,17 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Before 2025-03-31.basil, a partial capture or a cancel of an authorization
+    #: creates a Refund of what it released, counted in the charge's amount_refunded.
+    releases_as_refunds: bool = False
+    #: Idempotency keys of the POSTs being executed right now (threads), and how many
+    #: concurrent requests with one of them were answered 409.
+    in_flight: set[str] = field(default_factory=set)
+    in_progress_answers: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set by a test to hold each refund's execution until it is set (or 5 s pass).
+    hold_refunds: threading.Event | None = None
     #: Idempotency-Key -> (route, params, status, body), as Stripe stores them.
     answers: dict[str, tuple[str, list[tuple[str, str]], int, dict[str, Any]]] = field(
         default_factory=dict
@@ -263,29 +282,59 @@ class FakeStripe:
             fault = next((f for f in self.faults if f.route == route), None)
             if fault is not None:
                 self.faults.remove(fault)
+                if fault.kind == "in_progress":
+                    key = request.headers.get("Idempotency-Key") or ""
+                    message = IN_PROGRESS_MESSAGE.format(key=key)
+                    return self._error(409, "idempotency_error", message)
                 if not fault.after:
                     return self._fault(fault.kind)
             key = request.headers.get("Idempotency-Key")
-            if request.method == "POST" and key and key in self.answers:
-                old_route, old_params, status, answer = self.answers[key]
-                if (old_route, sorted(old_params)) != (route, sorted(params)):
-                    return self._error(
-                        400,
-                        "idempotency_error",
-                        "Keys for idempotent requests can only be used with the same "
-                        "parameters they were first used with.",
-                    )
-                result = (status, answer)
-            else:
-                result = handler(match.groupdict().get("id"), dict(params), params)
-                if request.method == "POST" and key:
-                    self.answers[key] = (route, params, *result)
-            if fault is not None:
-                return self._fault(fault.kind)
-            status, answer = result
-            return status, {"Request-Id": f"req_{self.counter}"}, json.dumps(answer)
+            with self.lock:
+                running = request.method == "POST" and key in self.in_flight
+                if request.method == "POST" and key and not running:
+                    self.in_flight.add(key)
+            if running:  # as Stripe: a concurrent request with a key still being executed
+                self.in_progress_answers += 1
+                if self.hold_refunds is not None:
+                    self.hold_refunds.set()  # the race happened: the held request goes on
+                message = IN_PROGRESS_MESSAGE.format(key=key)
+                return self._error(409, "idempotency_error", message)
+            try:
+                return self._answer(request, route, key, params, match, handler, fault)
+            finally:
+                with self.lock:
+                    self.in_flight.discard(key or "")
 
         return callback
+
+    def _answer(
+        self,
+        request: Any,
+        route: str,
+        key: str | None,
+        params: list[tuple[str, str]],
+        match: Any,
+        handler: Any,
+        fault: Fault | None,
+    ) -> Any:
+        if request.method == "POST" and key and key in self.answers:
+            old_route, old_params, status, answer = self.answers[key]
+            if (old_route, sorted(old_params)) != (route, sorted(params)):
+                return self._error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same "
+                    "parameters they were first used with.",
+                )
+            result = (status, answer)
+        else:
+            result = handler(match.groupdict().get("id"), dict(params), params)
+            if request.method == "POST" and key:
+                self.answers[key] = (route, params, *result)
+        if fault is not None:
+            return self._fault(fault.kind)
+        status, answer = result
+        return status, {"Request-Id": f"req_{self.counter}"}, json.dumps(answer)
 
     def _fault(self, kind: str) -> Any:
         if kind == "timeout":
@@ -341,6 +390,8 @@ class FakeStripe:
         intent = self._get(pid)
         if intent is None:
             return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing"}}
+        if ("expand[0]", "latest_charge") in raw and intent["latest_charge"] in self.charges:
+            return 200, {**intent, "latest_charge": self.charges[intent["latest_charge"]]}
         return 200, intent
 
     def _update(self, pid: str, p: dict[str, str], raw: Any) -> Any:
@@ -364,12 +415,43 @@ class FakeStripe:
         intent["next_action"] = None
         charge = self.new_id("ch")
         intent["latest_charge"] = charge
-        if intent["capture_method"] == "manual":
+        manual = intent["capture_method"] == "manual"
+        self.charges[charge] = {
+            "id": charge,
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": 0 if manual else intent["amount"],
+            "amount_refunded": 0,
+            "captured": not manual,
+            "refunded": False,
+            "currency": intent["currency"],
+            "payment_intent": pid,
+        }
+        if manual:
             intent["status"] = "requires_capture"
         else:
             intent["status"] = "succeeded"
             intent["amount_received"] = intent["amount"]
         return 200, intent
+
+    def _release(self, intent: dict[str, Any], amount: int) -> None:
+        """What Stripe did before basil: a Refund of the released part of the authorization."""
+        charge = self.charges[intent["latest_charge"]]
+        rid = self.new_id("re")
+        self.refunds[rid] = {
+            "id": rid,
+            "object": "refund",
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "charge": charge["id"],
+            "status": "succeeded",
+            "reason": None,
+            "metadata": {},
+            "created": int(time.time()) + self.counter,
+        }
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
 
     def _capture(self, pid: str, p: dict[str, str], raw: Any) -> Any:
         intent = self.intents[pid]
@@ -380,16 +462,26 @@ class FakeStripe:
                     "code": "payment_intent_unexpected_state",
                 }
             }
-        intent["amount_received"] = int(p.get("amount_to_capture", intent["amount"]))
+        captured = int(p.get("amount_to_capture", intent["amount"]))
+        intent["amount_received"] = captured
         intent["status"] = "succeeded"
+        charge = self.charges.get(intent["latest_charge"])
+        if charge is not None:
+            charge.update(amount_captured=captured, captured=True)
+            if self.releases_as_refunds and captured < intent["amount"]:
+                self._release(intent, intent["amount"] - captured)
         return 200, intent
 
     def _cancel(self, pid: str, p: dict[str, str], raw: Any) -> Any:
         intent = self.intents[pid]
+        if self.releases_as_refunds and intent["status"] == "requires_capture":
+            self._release(intent, intent["amount"])
         intent["status"] = "canceled"
         return 200, intent
 
     def _refund(self, _id: Any, p: dict[str, str], raw: list[tuple[str, str]]) -> Any:
+        if self.hold_refunds is not None:
+            self.hold_refunds.wait(timeout=5)
         intent = self.intents[p["payment_intent"]]
         rid = self.new_id("re")
         refund = {
@@ -404,6 +496,8 @@ class FakeStripe:
             "created": int(time.time()) + self.counter,
         }
         self.refunds[rid] = refund
+        if intent["latest_charge"] in self.charges:
+            self.charges[intent["latest_charge"]]["amount_refunded"] += refund["amount"]
         return 200, refund
 
     def _list_refunds(self, _id: Any, p: dict[str, str], raw: Any) -> Any:
