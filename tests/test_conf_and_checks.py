@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from django.test import override_settings
 
@@ -165,3 +167,29 @@ def test_networks_covering_most_of_the_internet_warn(network):
     allowed = {"dummy": {**DUMMY, "WEBHOOK_ALLOWED_IPS": [network]}}
     assert ids(PROVIDERS=allowed) == ["paygate.W005"]
     assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=["10.0.0.0/8", "fd00::/8"]) == []
+
+
+@pytest.mark.parametrize(
+    ("network", "broad"),
+    [
+        ("0.0.0.0/0", True),
+        ("0.0.0.0/1", True),
+        ("128.0.0.0/1", True),
+        ("::/0", True),
+        ("::/1", True),
+        ("10.0.0.0/8", False),
+        ("172.16.0.0/12", False),
+        ("192.168.0.0/16", False),
+        ("100.64.0.0/10", False),
+        ("fd00::/8", False),
+        ("fc00::/7", False),
+        ("203.0.113.0/24", False),
+    ],
+)
+def test_broadness_does_not_depend_on_the_python_version(network, broad, monkeypatch):
+    """``ip_network("0.0.0.0/0").is_private`` is True on Python 3.10: never asked."""
+    from django_paygate import security
+
+    for cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
+        monkeypatch.setattr(cls, "is_private", property(lambda self: True))
+    assert security.overly_broad_network_entries([network]) == ([network] if broad else [])

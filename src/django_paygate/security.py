@@ -139,10 +139,31 @@ def invalid_network_entries(entries: object) -> list[str]:
     return bad
 
 
+#: Where proxies live: a network inside one of these is never "most of the Internet".
+#: Listed rather than asked of ``is_private``, whose answer for ``0.0.0.0/0`` and other
+#: broad networks changed between Python versions.
+LOCAL_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
 def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[str]:
     """The entries that cover a large part of the public Internet (``0.0.0.0/0``, ``10.0.0.1/0``).
 
-    Private ranges (``10.0.0.0/8``, ``fd00::/8``) are where proxies live: never reported.
+    Broad means a prefix shorter than ``shortest`` bits for IPv4 (``4 * shortest`` for
+    IPv6). Networks inside the private and local ranges of :data:`LOCAL_NETWORKS`
+    (``10.0.0.0/8``, ``fd00::/8``) are where proxies live: never reported.
     """
     if entries is None or invalid_network_entries(entries):
         return []
@@ -150,7 +171,11 @@ def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[
     for entry in [entries] if isinstance(entries, str) else list(entries):  # type: ignore[call-overload]
         network = ipaddress.ip_network(str(entry).strip(), strict=False)
         short = network.prefixlen < (shortest if network.version == 4 else shortest * 4)
-        if short and not network.is_private:
+        local = any(
+            network.version == net.version and network.subnet_of(net)  # type: ignore[arg-type]
+            for net in LOCAL_NETWORKS
+        )
+        if short and not local:
             broad.append(str(entry))
     return broad
 
