@@ -3,6 +3,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from django.core import checks
 from django.test import override_settings
 
 from django_paygate.checks import check_payment_model, check_settings
@@ -16,7 +17,7 @@ DUMMY = {"BACKEND": "django_paygate.providers.dummy.DummyProvider"}
 
 @pytest.fixture(autouse=True)
 def _debug(settings):
-    settings.DEBUG = True  # pytest-django turns it off; W002 has its own test
+    settings.DEBUG = True  # pytest-django turns it off; E008 has its own tests
 
 
 def run() -> list:
@@ -97,9 +98,50 @@ def test_missing_webhook_secret_warns():
     ]
 
 
-def test_dummy_provider_without_debug_warns(settings):
+@pytest.fixture
+def production(settings, monkeypatch):
+    """DEBUG off outside a test run: what ``check --deploy`` sees on a deployed site."""
+    from django_paygate.providers import dummy
+
     settings.DEBUG = False
-    assert ids(PROVIDERS={"dummy": DUMMY}) == ["paygate.W002"]
+    monkeypatch.setattr(dummy, "running_tests", lambda: False)
+    return settings
+
+
+def test_dummy_provider_without_debug_is_an_error(production):
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": DUMMY}}):
+        found = [m for m in run() if m.id == "paygate.E008"]
+    assert [m.level for m in found] == [checks.ERROR]
+    assert "test cards" in found[0].msg
+    assert ids(PROVIDERS={"dummy": DUMMY}) == ["paygate.E008"]
+
+
+def test_the_default_dummy_provider_without_debug_is_an_error(production):
+    del production.PAYGATE  # no PAYGATE setting at all: the dummy provider alone
+    assert [str(m.id) for m in run()] == ["paygate.E008"]
+
+
+def test_the_replaced_warning_w002_is_never_raised(production):
+    assert "paygate.W002" not in ids(PROVIDERS={"dummy": DUMMY})
+    assert "paygate.W002" not in ids(PROVIDERS={"dummy": DUMMY}, DUMMY_ALLOWED_IN_PRODUCTION=True)
+
+
+def test_a_staging_site_that_allows_the_dummy_provider_gets_a_warning(production):
+    with override_settings(
+        PAYGATE={"PROVIDERS": {"dummy": DUMMY}, "DUMMY_ALLOWED_IN_PRODUCTION": True}
+    ):
+        found = run()
+    assert [(str(m.id), m.level) for m in found] == [("paygate.E008", checks.WARNING)]
+
+
+def test_dummy_allowed_in_production_must_be_a_bool(production):
+    assert ids(PROVIDERS={"dummy": DUMMY}, DUMMY_ALLOWED_IN_PRODUCTION="yes") == ["paygate.E001"]
+
+
+def test_no_dummy_error_with_debug_or_during_a_test_run(settings):
+    assert ids(PROVIDERS={"dummy": DUMMY}) == []  # DEBUG = True (autouse fixture)
+    settings.DEBUG = False  # the test runner's DEBUG: host projects' suites keep running
+    assert ids(PROVIDERS={"dummy": DUMMY}) == []
 
 
 def test_short_retention_warns():

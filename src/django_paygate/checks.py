@@ -9,13 +9,15 @@ paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
 paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
 paygate.E006   ``PAYGATE['RATE_LIMITS']`` names an unknown endpoint or a malformed limit
+paygate.E008   the dummy provider is enabled while ``DEBUG = False`` (outside a test
+               run); a warning with the same id when ``DUMMY_ALLOWED_IN_PRODUCTION``
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
-paygate.W002   the dummy provider is enabled while ``DEBUG = False``
+paygate.W002   replaced by E008; no longer raised
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
 paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
                not an IP address or network
-paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
-               not an IP address or network
+paygate.W005   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` covers most of the
+               public Internet (``0.0.0.0/0``)
 =============  ==============================================================
 """
 
@@ -33,7 +35,7 @@ from django_paygate.exceptions import ConfigurationError
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from django_paygate.providers import build_provider
-    from django_paygate.providers.dummy import DummyProvider
+    from django_paygate.providers.dummy import DummyProvider, running_tests
 
     problems = paygate_settings.validate()
     messages: list[CheckMessage] = [
@@ -59,15 +61,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W001",
                 )
             )
-        if isinstance(provider, DummyProvider) and not settings.DEBUG:
-            messages.append(
-                Warning(
-                    f"The dummy provider is enabled as {alias!r} while DEBUG is False.",
-                    hint="Remove it from PAYGATE['PROVIDERS'] in production: "
-                    "it accepts test cards.",
-                    id="paygate.W002",
-                )
-            )
+        if isinstance(provider, DummyProvider) and not settings.DEBUG and not running_tests():
+            messages.append(_dummy_in_production(alias))
     try:
         default = paygate_settings.DEFAULT_PROVIDER
     except ConfigurationError as exc:
@@ -128,6 +123,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _dummy_in_production(alias: str) -> CheckMessage:
+    """E008: the dummy provider with DEBUG off; a warning where a staging site allows it."""
+    if paygate_settings.DUMMY_ALLOWED_IN_PRODUCTION is True:
+        return Warning(
+            f"The dummy provider is enabled as {alias!r} while DEBUG is False, and "
+            "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] lets it charge test cards.",
+            hint="Only for a staging site: no real money moves through it.",
+            id="paygate.E008",
+        )
+    return Error(
+        f"The dummy provider is enabled as {alias!r} while DEBUG is False: it accepts "
+        "test cards, and refuses to charge anything.",
+        hint="Configure a real provider in PAYGATE['PROVIDERS'] (with no PAYGATE setting, "
+        "the dummy provider is the default). On a staging site, set "
+        "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] = True.",
+        id="paygate.E008",
+    )
 
 
 @register(Tags.models)

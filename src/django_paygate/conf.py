@@ -61,7 +61,12 @@ DEFAULTS: Mapping[str, Any] = {
     "ANALYTICS_FRAUD_MIN_FAILURES": 3,
     # Short name -> "app_label.Model" of the host models customers pay for (docs/checkout.md).
     "PAYABLES": {},
+    # Let the dummy provider charge test cards with DEBUG = False (a staging site).
+    "DUMMY_ALLOWED_IN_PRODUCTION": False,
 }
+
+#: Settings that must be ``True`` or ``False``.
+BOOLEANS = ("DUMMY_ALLOWED_IN_PRODUCTION",)
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
 
@@ -151,6 +156,11 @@ class PaygateSettings:
             value = raw.get(key, DEFAULTS[key])
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 problems.append(f"PAYGATE[{key!r}] must be an integer of at least {least}.")
+        problems += [
+            f"PAYGATE[{key!r}] must be True or False."
+            for key in BOOLEANS
+            if not isinstance(raw.get(key, DEFAULTS[key]), bool)
+        ]
         problems += self._named_backend_problems(raw)
         if "PAYABLES" in raw:
             from django_paygate.payables import problems as payable_problems
