@@ -101,10 +101,11 @@ def test_missing_webhook_secret_warns():
 @pytest.fixture
 def production(settings, monkeypatch):
     """DEBUG off outside a test run: what ``check --deploy`` sees on a deployed site."""
-    from django_paygate.providers import dummy
+    from django_paygate import conf
 
     settings.DEBUG = False
-    monkeypatch.setattr(dummy, "running_tests", lambda: False)
+    settings.CACHES = {"default": SHARED_CACHE}  # W006 has its own tests
+    monkeypatch.setattr(conf, "running_tests", lambda: False)
     return settings
 
 
@@ -235,3 +236,42 @@ def test_broadness_does_not_depend_on_the_python_version(network, broad, monkeyp
     for cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
         monkeypatch.setattr(cls, "is_private", property(lambda self: True))
     assert security.overly_broad_network_entries([network]) == ([network] if broad else [])
+
+
+STRIPE = {"secret_key": "sk_test_x", "publishable_key": "pk_test_x", "webhook_secret": "whsec_x"}
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+SHARED_CACHE = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "warns"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.db.DatabaseCache", False),
+        ("django.core.cache.backends.redis.RedisCache", False),
+        ("django.core.cache.backends.filebased.FileBasedCache", False),
+    ],
+)
+def test_a_process_local_cache_for_the_limits_warns_in_production(production, backend, warns):
+    production.CACHES = {"default": LOCMEM, "limits": {"BACKEND": backend, "LOCATION": "x"}}
+    found = ids(PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}, CACHE="limits")
+    assert found == (["paygate.W006"] if warns else [])
+    if warns:
+        text = messages(
+            PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}, CACHE="limits"
+        )
+        assert "'limits'" in text
+        assert "process" in text
+
+
+def test_a_process_local_cache_is_fine_with_debug(settings):
+    settings.CACHES = {"default": LOCMEM}
+    assert ids(PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}) == []
+
+
+def test_the_default_cache_is_what_the_check_looks_at(production):
+    production.CACHES = {"default": LOCMEM, "shared": SHARED_CACHE}
+    stripe = {"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}
+    assert ids(PROVIDERS=stripe) == ["paygate.W006"]
+    assert ids(PROVIDERS=stripe, CACHE="shared") == []

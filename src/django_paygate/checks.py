@@ -16,6 +16,8 @@ paygate.W002   replaced by E008; no longer raised
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
 paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
                not an IP address or network
+paygate.W006   the cache of the rate limits is process-local (``LocMemCache``,
+               ``DummyCache``) while ``DEBUG = False``
 paygate.W005   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` covers most of the
                public Internet (``0.0.0.0/0``)
 =============  ==============================================================
@@ -25,17 +27,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_paygate.conf import paygate_settings
+from django_paygate.conf import in_production, paygate_settings
 from django_paygate.exceptions import ConfigurationError
 
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from django_paygate.providers import build_provider
-    from django_paygate.providers.dummy import DummyProvider, running_tests
+    from django_paygate.providers.dummy import DummyProvider
 
     problems = paygate_settings.validate()
     messages: list[CheckMessage] = [
@@ -61,7 +62,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W001",
                 )
             )
-        if isinstance(provider, DummyProvider) and not settings.DEBUG and not running_tests():
+        if isinstance(provider, DummyProvider) and in_production():
             messages.append(_dummy_in_production(alias))
     try:
         default = paygate_settings.DEFAULT_PROVIDER
@@ -112,6 +113,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W005",
                 )
             )
+    messages += _process_local_cache()
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:
         messages.append(
@@ -123,6 +125,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _process_local_cache() -> list[CheckMessage]:
+    """W006: rate limits and the decline brake counted per process in production."""
+    from django.core.cache import caches
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    alias = str(paygate_settings.CACHE)
+    if not in_production() or not isinstance(caches[alias], LocMemCache | DummyCache):
+        return []
+    return [
+        Warning(
+            f"PAYGATE['CACHE'] is {alias!r}, a {type(caches[alias]).__name__}: each process "
+            "keeps its own counters (DummyCache keeps none), so with several workers or "
+            "servers the rate limits and the decline brake let through a multiple of "
+            "their limits.",
+            hint="Point PAYGATE['CACHE'] at a cache every process shares: Redis, Memcached "
+            "or the database cache. See docs/security.md.",
+            id="paygate.W006",
+        )
+    ]
 
 
 def _dummy_in_production(alias: str) -> CheckMessage:

@@ -92,6 +92,22 @@ def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str)
     return f"Unknown key {key!r} in {where}.{suffix} Known keys: {', '.join(sorted(known))}."
 
 
+def running_tests() -> bool:
+    """Whether Django's test environment is set up (its test runner, pytest-django).
+
+    Both turn ``DEBUG`` off while a suite runs; what is meant for development
+    (the dummy provider, a local-memory cache) is not a production problem there.
+    """
+    from django.test.utils import _TestState
+
+    return hasattr(_TestState, "saved_data")
+
+
+def in_production() -> bool:
+    """``DEBUG`` is off, outside a test run."""
+    return not settings.DEBUG and not running_tests()
+
+
 class PaygateSettings:
     """Typed, lazy access to ``settings.PAYGATE`` with defaults."""
 

@@ -47,9 +47,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.conf import settings
 from django.core.signals import request_finished, request_started
 
+from django_paygate import conf
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import (
     ConfigurationError,
@@ -493,25 +493,10 @@ class _Deliverer:
         return Delivery(event_id=event_id, url=url, status=status, attempts=attempt)
 
 
-def running_tests() -> bool:
-    """Whether Django's test environment is set up (its test runner, pytest-django).
-
-    Both turn ``DEBUG`` off while a suite runs; the dummy provider, made for
-    test suites, keeps working there.
-    """
-    from django.test.utils import _TestState
-
-    return hasattr(_TestState, "saved_data")
-
-
 def refused_in_production() -> bool:
     """Whether the dummy provider refuses to charge: ``DEBUG`` is off, outside a test run,
     and ``PAYGATE["DUMMY_ALLOWED_IN_PRODUCTION"]`` is not ``True``."""
-    return (
-        not settings.DEBUG
-        and paygate_settings.DUMMY_ALLOWED_IN_PRODUCTION is not True
-        and not running_tests()
-    )
+    return conf.in_production() and paygate_settings.DUMMY_ALLOWED_IN_PRODUCTION is not True
 
 
 PRODUCTION_REFUSAL = (

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from django_paygate import services
+from django_paygate import conf, services
 from django_paygate.exceptions import ProviderError
-from django_paygate.providers import dummy as dummy_module
 from django_paygate.providers.dummy import CARD_SUCCEEDS
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def production(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """DEBUG off and no test environment: what a deployed site looks like."""
     settings.DEBUG = False
-    monkeypatch.setattr(dummy_module, "running_tests", lambda: False)
+    monkeypatch.setattr(conf, "running_tests", lambda: False)
     return settings
 
 
@@ -32,7 +31,7 @@ def test_a_charge_is_refused_without_debug(production: Any, dummy: Any) -> None:
 def test_a_confirm_is_refused_without_debug(settings: Any, dummy: Any, monkeypatch: Any) -> None:
     payment = services.create_payment(amount=1999, currency="USD")  # created while allowed
     settings.DEBUG = False
-    monkeypatch.setattr(dummy_module, "running_tests", lambda: False)
+    monkeypatch.setattr(conf, "running_tests", lambda: False)
     with pytest.raises(ProviderError, match="DUMMY_ALLOWED_IN_PRODUCTION"):
         services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
     payment.refresh_from_db()
@@ -56,6 +55,6 @@ def test_debug_allows_it(production: Any) -> None:
 
 def test_a_test_run_allows_it_although_the_test_runner_turns_debug_off(settings: Any) -> None:
     settings.DEBUG = False  # what Django's runner and pytest-django do
-    assert dummy_module.running_tests()
+    assert conf.running_tests()
     payment = services.create_payment(amount=1999, currency="USD")
     assert services.confirm_payment(payment, payment_method=CARD_SUCCEEDS).status == "succeeded"
