@@ -10,9 +10,11 @@
   ``PAYGATE["CACHE"]`` (``cache.add`` then ``cache.incr``, so concurrent
   workers share one counter when the cache is shared: Redis, Memcached,
   the database cache; ``LocMemCache`` counts per process).
-* :func:`record_decline` / :func:`check_decline_velocity` count declined
-  payment attempts per user and per IP (the ``"declines"`` entry of
-  ``RATE_LIMITS``): a card tester is stopped after a few declines.
+* :func:`reserve_decline_attempt` counts declined payment attempts per user
+  and per IP (the ``"declines"`` entry of ``RATE_LIMITS``): a card tester is
+  stopped after a few declines. Each attempt takes its place before the
+  provider is called and gives it back unless declined, so parallel attempts
+  never get past the limit.
 * :func:`webhook_ip_allowed` enforces the optional per-provider allowlist
   ``PAYGATE["PROVIDERS"][alias]["WEBHOOK_ALLOWED_IPS"]``.
 
@@ -367,13 +369,77 @@ def check_rate_limit(request: HttpRequest, endpoint: str) -> int | None:
     return _retry_after(request, endpoint, "rl", endpoint, _hit)
 
 
-def check_decline_velocity(request: HttpRequest) -> int | None:
-    """Seconds to wait when this user or IP had too many declines lately, else ``None``."""
+@dataclass
+class DeclineAttempt:
+    """A payment attempt that holds one place under each decline limit while it runs.
 
-    def peek(cache: BaseCache, key: str, rate: Rate) -> int:
-        return int(cache.get(key) or 0) + 1  # this attempt would be one more
+    From :func:`reserve_decline_attempt`. ``retry_after`` is set when the
+    attempt was refused (it holds nothing then). Otherwise call :meth:`release`
+    unless the provider declined: a decline keeps its places, and that is
+    what counts it.
+    """
 
-    return _retry_after(request, "declines", "declines", "confirm", peek)
+    retry_after: int | None
+    held: tuple[str, ...] = ()
+
+    def release(self) -> None:
+        """Give the places back: the attempt was not declined (or never reached the provider)."""
+        if not self.held:
+            return
+        try:
+            _cache().delete_many(list(self.held))
+        except Exception:
+            logger.warning("Decline brake: the cache failed to release an attempt.", exc_info=True)
+        self.held = ()
+
+
+def _take_place(cache: BaseCache, key: str, rate: Rate) -> str | None:
+    """One of ``rate.limit`` places under ``key``, or ``None`` when all are taken.
+
+    A place is a cache key created with ``add``, which every backend does
+    atomically (unlike ``incr``, a read and a write in the database cache), so
+    parallel attempts never hold more places than the limit.
+    """
+    places = [f"{key}:{n}" for n in range(rate.limit)]
+    taken = cache.get_many(places)
+    for place in places:
+        if place not in taken and cache.add(place, 1, timeout=rate.period + 1):
+            return place
+    return None
+
+
+def reserve_decline_attempt(request: HttpRequest) -> DeclineAttempt:
+    """Reserve this attempt under the ``"declines"`` limits of its user and IP, before
+    the provider is called.
+
+    Refused (``retry_after`` set) when a limit is full: its declines, and
+    attempts still waiting for the provider, already fill it. A failing cache
+    lets the attempt through (with a warning).
+    """
+    rates = rates_for("declines")
+    at = now()
+    held: list[str] = []
+    retry_after: int | None = None
+    try:
+        cache = _cache()
+        for scope, ident in identities(request).items():
+            rate = rates.get(scope)
+            if rate is None:
+                continue
+            index, wait = _window(rate, at)
+            place = _take_place(cache, _key("declines", "confirm", scope, ident, index), rate)
+            if place is None:
+                retry_after = max(retry_after or 0, wait)
+            else:
+                held.append(place)
+    except Exception:
+        logger.warning("Rate limit declines skipped: the cache failed.", exc_info=True)
+        retry_after = None
+    attempt = DeclineAttempt(retry_after=None, held=tuple(held))
+    if retry_after is not None:
+        attempt.release()
+        attempt.retry_after = retry_after
+    return attempt
 
 
 def _retry_after(
@@ -406,15 +472,10 @@ def _retry_after(
     return retry_after
 
 
-def record_decline(request: HttpRequest) -> None:
-    """Count one declined payment attempt for this request's user and IP."""
-    _retry_after(request, "declines", "declines", "confirm", _hit)
-
-
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "DeclineAttempt",
     "Rate",
-    "check_decline_velocity",
     "check_rate_limit",
     "client_ip",
     "identities",
@@ -422,7 +483,7 @@ __all__ = [
     "parse_ip",
     "parse_networks",
     "rates_for",
-    "record_decline",
+    "reserve_decline_attempt",
     "trusted_proxies",
     "validate_rate_limits",
     "webhook_ip_allowed",
