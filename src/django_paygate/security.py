@@ -416,25 +416,16 @@ def reserve_decline_attempt(request: HttpRequest) -> DeclineAttempt:
     attempts still waiting for the provider, already fill it. A failing cache
     lets the attempt through (with a warning).
     """
-    rates = rates_for("declines")
-    at = now()
     held: list[str] = []
-    retry_after: int | None = None
-    try:
-        cache = _cache()
-        for scope, ident in identities(request).items():
-            rate = rates.get(scope)
-            if rate is None:
-                continue
-            index, wait = _window(rate, at)
-            place = _take_place(cache, _key("declines", "confirm", scope, ident, index), rate)
-            if place is None:
-                retry_after = max(retry_after or 0, wait)
-            else:
-                held.append(place)
-    except Exception:
-        logger.warning("Rate limit declines skipped: the cache failed.", exc_info=True)
-        retry_after = None
+
+    def take(cache: BaseCache, key: str, rate: Rate) -> int:
+        place = _take_place(cache, key, rate)
+        if place is None:
+            return rate.limit + 1  # full
+        held.append(place)
+        return 0
+
+    retry_after = _retry_after(request, "declines", "declines", "confirm", take)
     attempt = DeclineAttempt(retry_after=None, held=tuple(held))
     if retry_after is not None:
         attempt.release()
