@@ -53,6 +53,9 @@ DEFAULTS: Mapping[str, Any] = {
     "RATE_LIMITS": {},
     "API_MAX_METADATA_BYTES": 4096,
     "CACHE": "default",
+    # Per-IP limits count an IPv6 client by its network of this prefix length (a /64 is
+    # what one customer line gets), an IPv4 client by its address.
+    "RATE_LIMIT_IPV6_PREFIX": 64,
     # JSON API: largest request body (bytes); larger ones get 413. See docs/api.md.
     "API_MAX_BODY_BYTES": 32 * 1024,
     # Store the client IP in payment.metadata["paygate_client_ip"] (analytics fraud signal).
@@ -83,7 +86,11 @@ INTEGER_MINIMUMS = {
     "API_MAX_METADATA_BYTES": 1,
     "API_MAX_BODY_BYTES": 1,
     "ANALYTICS_FRAUD_MIN_FAILURES": 1,
+    "RATE_LIMIT_IPV6_PREFIX": 1,
 }
+
+#: Integer settings with a greatest value too.
+INTEGER_MAXIMUMS = {"RATE_LIMIT_IPV6_PREFIX": 128}
 
 
 def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str) -> str:
@@ -170,8 +177,15 @@ class PaygateSettings:
         ]
         for key, least in INTEGER_MINIMUMS.items():
             value = raw.get(key, DEFAULTS[key])
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                problems.append(f"PAYGATE[{key!r}] must be an integer of at least {least}.")
+            most = INTEGER_MAXIMUMS.get(key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < least
+                or (most is not None and value > most)
+            ):
+                bounds = f"from {least} to {most}" if most is not None else f"of at least {least}"
+                problems.append(f"PAYGATE[{key!r}] must be an integer {bounds}.")
         problems += [
             f"PAYGATE[{key!r}] must be True or False."
             for key in BOOLEANS

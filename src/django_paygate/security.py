@@ -333,9 +333,27 @@ def _key(kind: str, endpoint: str, scope: str, ident: str, window: int) -> str:
     return f"paygate:{kind}:{endpoint}:{scope}:{digest}:{window}"
 
 
+def client_network(ip: str) -> str:
+    """The network a client address is counted in: the address itself for IPv4, its
+    ``/RATE_LIMIT_IPV6_PREFIX`` network (a ``/64`` by default) for IPv6.
+
+    One customer line gets a whole IPv6 /64 and may pick any address in it, so
+    counting IPv6 addresses one by one would let a single client multiply every
+    per-IP limit. What is not an address is returned unchanged.
+    """
+    address = parse_ip(ip)
+    if address is None:
+        return ip
+    if address.version == 4:
+        return str(address)
+    prefix = paygate_settings.RATE_LIMIT_IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
 def identities(request: HttpRequest) -> dict[str, str]:
-    """The identities a request is counted under: its IP, and its user when logged in."""
-    found = {"ip": client_ip(request)}
+    """The identities a request is counted under: its client's network
+    (:func:`client_network`), and its user when logged in."""
+    found = {"ip": client_network(client_ip(request))}
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         found["user"] = str(user.pk)
@@ -469,6 +487,7 @@ __all__ = [
     "Rate",
     "check_rate_limit",
     "client_ip",
+    "client_network",
     "identities",
     "invalid_network_entries",
     "parse_ip",
