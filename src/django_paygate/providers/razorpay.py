@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -258,6 +259,16 @@ def _str(value: Any) -> str:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _our_id(value: Any) -> str | None:
+    """Our payment id from a note or a receipt, when it is one (a UUID), else ``None``."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _notes(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -912,12 +923,24 @@ class RazorpayProvider(BaseProvider):
             # Every payment of ours is on an order: an orderless one (Checkout opened
             # with our public key_id) is not ours, whatever its browser-set notes say.
             return ProviderEvent(event_id=event_id, type=event_type[:128])
-        our_id = (
-            _str(_notes(refund).get(NOTE_PAYMENT_ID))
-            or _str(_notes(pay).get(NOTE_PAYMENT_ID))
-            or _str(_notes(order).get(NOTE_PAYMENT_ID))
-            or _str(order.get("receipt"))
-        ) or None
+        # Notes are untrusted: a payment's come from the customer's browser (Checkout
+        # options). Only a well-formed id of ours is taken; anything else is as if absent.
+        our_id = next(
+            (
+                found
+                for found in map(
+                    _our_id,
+                    (
+                        _notes(refund).get(NOTE_PAYMENT_ID),
+                        _notes(pay).get(NOTE_PAYMENT_ID),
+                        _notes(order).get(NOTE_PAYMENT_ID),
+                        order.get("receipt"),
+                    ),
+                )
+                if found
+            ),
+            None,
+        )
         created = _int(event.get("created_at"))
         base = ProviderEvent(
             event_id=event_id,
