@@ -57,7 +57,7 @@ from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import UnknownProvider, WebhookVerificationError
 from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
 from django_paygate.providers import get_provider
-from django_paygate.providers.base import BaseProvider, ProviderEvent
+from django_paygate.providers.base import BaseProvider, ProviderEvent, body_event_id
 from django_paygate.states import (
     FINAL_PAYMENT_STATUSES,
     PAID_STATUSES,
@@ -119,6 +119,9 @@ def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> Webh
         provider.verify_webhook(body, headers)
         payload = body.decode("utf-8")
         event = provider.parse_webhook(body, headers)
+        if not provider.event_id_signed:
+            # An unsigned id is the sender's word: the same signed body is the same event.
+            event = dataclasses.replace(event, event_id=body_event_id(body))
         payload = redacted_payload(provider, payload)
     except WebhookVerificationError as exc:
         return _reject(alias, str(exc)[:200])
@@ -312,6 +315,8 @@ def replay_event(webhook_event: WebhookEvent) -> WebhookResult:
             type(exc).__name__,
         )
         return WebhookResult(400, "The stored event cannot be parsed.", webhook_event.pk, REJECTED)
+    # The stored row is the event, whatever id parsing the payload again would give.
+    event = dataclasses.replace(event, event_id=webhook_event.event_id)
     return process_event(
         provider, event, webhook_event.payload, webhook_event.headers or {}, replay=True
     )

@@ -62,6 +62,7 @@ from django_paygate.providers.base import (
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
+    body_event_id,
     decode_json_body,
     hmac_sha256_hex,
     signature_matches,
@@ -345,6 +346,8 @@ class RazorpayProvider(BaseProvider):
         code: 10 ** money.CURRENCY_EXPONENTS[code] for code in supported_currencies
     }
     webhook_headers_to_keep = ("user-agent", "content-type", "x-razorpay-event-id")
+    # X-Razorpay-Event-Id is outside the signed body: the inbox deduplicates on the body.
+    event_id_signed = False
     attempt_key = ATTEMPT_KEY
 
     def __init__(self, alias: str, **options: Any) -> None:
@@ -910,7 +913,7 @@ class RazorpayProvider(BaseProvider):
         event_id = _str(headers.get(EVENT_ID_HEADER)).strip()
         if not _EVENT_ID.fullmatch(event_id):
             # Razorpay always sends the header; without it, the same body is the same event.
-            event_id = "body-" + hashlib.sha256(body).hexdigest()
+            event_id = body_event_id(body)
         payload = _dict(event.get("payload"))
         pay = _dict(_dict(payload.get("payment")).get("entity"))
         order = _dict(_dict(payload.get("order")).get("entity"))
