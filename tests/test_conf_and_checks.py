@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from django.core import checks
 from django.test import override_settings
 
 from django_paygate.checks import check_payment_model, check_settings
@@ -14,7 +17,7 @@ DUMMY = {"BACKEND": "django_paygate.providers.dummy.DummyProvider"}
 
 @pytest.fixture(autouse=True)
 def _debug(settings):
-    settings.DEBUG = True  # pytest-django turns it off; W002 has its own test
+    settings.DEBUG = True  # pytest-django turns it off; E008 has its own tests
 
 
 def run() -> list:
@@ -95,9 +98,51 @@ def test_missing_webhook_secret_warns():
     ]
 
 
-def test_dummy_provider_without_debug_warns(settings):
+@pytest.fixture
+def production(settings, monkeypatch):
+    """DEBUG off outside a test run: what ``check --deploy`` sees on a deployed site."""
+    from django_paygate import conf
+
     settings.DEBUG = False
-    assert ids(PROVIDERS={"dummy": DUMMY}) == ["paygate.W002"]
+    settings.CACHES = {"default": SHARED_CACHE}  # W006 has its own tests
+    monkeypatch.setattr(conf, "running_tests", lambda: False)
+    return settings
+
+
+def test_dummy_provider_without_debug_is_an_error(production):
+    with override_settings(PAYGATE={"PROVIDERS": {"dummy": DUMMY}}):
+        found = [m for m in run() if m.id == "paygate.E008"]
+    assert [m.level for m in found] == [checks.ERROR]
+    assert "test cards" in found[0].msg
+    assert ids(PROVIDERS={"dummy": DUMMY}) == ["paygate.E008"]
+
+
+def test_the_default_dummy_provider_without_debug_is_an_error(production):
+    del production.PAYGATE  # no PAYGATE setting at all: the dummy provider alone
+    assert [str(m.id) for m in run()] == ["paygate.E008"]
+
+
+def test_the_replaced_warning_w002_is_never_raised(production):
+    assert "paygate.W002" not in ids(PROVIDERS={"dummy": DUMMY})
+    assert "paygate.W002" not in ids(PROVIDERS={"dummy": DUMMY}, DUMMY_ALLOWED_IN_PRODUCTION=True)
+
+
+def test_a_staging_site_that_allows_the_dummy_provider_gets_a_warning(production):
+    with override_settings(
+        PAYGATE={"PROVIDERS": {"dummy": DUMMY}, "DUMMY_ALLOWED_IN_PRODUCTION": True}
+    ):
+        found = run()
+    assert [(str(m.id), m.level) for m in found] == [("paygate.E008", checks.WARNING)]
+
+
+def test_dummy_allowed_in_production_must_be_a_bool(production):
+    assert ids(PROVIDERS={"dummy": DUMMY}, DUMMY_ALLOWED_IN_PRODUCTION="yes") == ["paygate.E001"]
+
+
+def test_no_dummy_error_with_debug_or_during_a_test_run(settings):
+    assert ids(PROVIDERS={"dummy": DUMMY}) == []  # DEBUG = True (autouse fixture)
+    settings.DEBUG = False  # the test runner's DEBUG: host projects' suites keep running
+    assert ids(PROVIDERS={"dummy": DUMMY}) == []
 
 
 def test_short_retention_warns():
@@ -165,3 +210,68 @@ def test_networks_covering_most_of_the_internet_warn(network):
     allowed = {"dummy": {**DUMMY, "WEBHOOK_ALLOWED_IPS": [network]}}
     assert ids(PROVIDERS=allowed) == ["paygate.W005"]
     assert ids(PROVIDERS={"dummy": DUMMY}, TRUSTED_PROXIES=["10.0.0.0/8", "fd00::/8"]) == []
+
+
+@pytest.mark.parametrize(
+    ("network", "broad"),
+    [
+        ("0.0.0.0/0", True),
+        ("0.0.0.0/1", True),
+        ("128.0.0.0/1", True),
+        ("::/0", True),
+        ("::/1", True),
+        ("10.0.0.0/8", False),
+        ("172.16.0.0/12", False),
+        ("192.168.0.0/16", False),
+        ("100.64.0.0/10", False),
+        ("fd00::/8", False),
+        ("fc00::/7", False),
+        ("203.0.113.0/24", False),
+    ],
+)
+def test_broadness_does_not_depend_on_the_python_version(network, broad, monkeypatch):
+    """``ip_network("0.0.0.0/0").is_private`` is True on Python 3.10: never asked."""
+    from django_paygate import security
+
+    for cls in (ipaddress.IPv4Network, ipaddress.IPv6Network):
+        monkeypatch.setattr(cls, "is_private", property(lambda self: True))
+    assert security.overly_broad_network_entries([network]) == ([network] if broad else [])
+
+
+STRIPE = {"secret_key": "sk_test_x", "publishable_key": "pk_test_x", "webhook_secret": "whsec_x"}
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+SHARED_CACHE = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "warns"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.db.DatabaseCache", False),
+        ("django.core.cache.backends.redis.RedisCache", False),
+        ("django.core.cache.backends.filebased.FileBasedCache", False),
+    ],
+)
+def test_a_process_local_cache_for_the_limits_warns_in_production(production, backend, warns):
+    production.CACHES = {"default": LOCMEM, "limits": {"BACKEND": backend, "LOCATION": "x"}}
+    found = ids(PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}, CACHE="limits")
+    assert found == (["paygate.W006"] if warns else [])
+    if warns:
+        text = messages(
+            PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}, CACHE="limits"
+        )
+        assert "'limits'" in text
+        assert "process" in text
+
+
+def test_a_process_local_cache_is_fine_with_debug(settings):
+    settings.CACHES = {"default": LOCMEM}
+    assert ids(PROVIDERS={"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}) == []
+
+
+def test_the_default_cache_is_what_the_check_looks_at(production):
+    production.CACHES = {"default": LOCMEM, "shared": SHARED_CACHE}
+    stripe = {"stripe": {"BACKEND": "stripe", "OPTIONS": STRIPE}}
+    assert ids(PROVIDERS=stripe) == ["paygate.W006"]
+    assert ids(PROVIDERS=stripe, CACHE="shared") == []

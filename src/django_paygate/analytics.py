@@ -26,7 +26,8 @@ stored in ``payment.metadata["paygate_client_ip"]``.
 Risk signals (card testing) on the same attempts:
 
 * ``decline_sources``: the IP networks with the most failed attempts (an
-  IPv4 address counts in its ``/24``; an IPv6 address as stored);
+  IPv4 address counts in its ``/24``; an IPv6 address in the network the
+  decline brake counts it in, a ``/64`` by default: ``security.client_network``);
 * ``bursts``: hours in which one network or one user reached the decline
   brake's own limit (``PAYGATE["RATE_LIMITS"]["declines"]``, per hour): the
   brake refuses that source's next confirmations, so the payments of such an
@@ -163,7 +164,8 @@ def open_disputes(*, currency: str | None = None, provider: str | None = None) -
 
 
 def network_expression(ip: str = "ip") -> Case:
-    """The IP network an address of field ``ip`` counts in: ``a.b.c.0/24``, or the address.
+    """The IP network an address of field ``ip`` counts in: ``a.b.c.0/24``, or the address
+    (an IPv6 one, which :func:`_network` puts in its network).
 
     Plain SQL string functions, so it runs on every database Django supports.
     """
@@ -174,6 +176,12 @@ def network_expression(ip: str = "ip") -> Case:
         default=F(ip),
         output_field=CharField(),
     )
+
+
+def _network(grouped: str) -> str:
+    """The network of a :func:`network_expression` value: an IPv4 ``/24`` as it is, an
+    IPv6 address in the network the decline brake counts it in."""
+    return security.client_network(grouped) if ":" in grouped else grouped
 
 
 def burst_thresholds() -> dict[str, int]:
@@ -390,32 +398,53 @@ def payment_analytics(
         .exclude(ip="")
         .annotate(network=network_expression())
     )
+    # IPv6 addresses are grouped in Python, by the decline brake's own network
+    # (security.client_network): SQL cannot take a prefix of a compressed address. A
+    # payment has one client IP, so payment counts of two addresses add up exactly.
     source_rows = (
-        with_network.values("network")
-        .annotate(
-            failures=Count("pk"),
-            payments=Count("payment", distinct=True),
-            users=Count("payment__user", distinct=True),
-        )
-        .order_by("-failures", "network")[:TOP_DECLINE_SOURCES]
+        with_network.values("network", "payment__user")
+        .annotate(failures=Count("pk"), payments=Count("payment", distinct=True))
+        .order_by()
     )
+    sources: dict[str, dict[str, Any]] = {}
+    for r in source_rows:
+        network = _network(str(r["network"]))
+        row = sources.setdefault(network, {"failures": 0, "payments": 0, "users": set()})
+        row["failures"] += r["failures"]
+        row["payments"] += r["payments"]
+        if r["payment__user"] is not None:
+            row["users"].add(r["payment__user"])
     decline_sources = [
         {
-            "network": str(r["network"]),
-            "failures": r["failures"],
-            "payments": r["payments"],
-            "users": r["users"],
+            "network": network,
+            "failures": row["failures"],
+            "payments": row["payments"],
+            "users": len(row["users"]),
         }
-        for r in source_rows
-    ]
+        for network, row in sorted(sources.items(), key=lambda i: (-i[1]["failures"], i[0]))
+    ][:TOP_DECLINE_SOURCES]
     thresholds = burst_thresholds()
-    network_burst_rows = (
+    hourly_rows = (
         with_network.annotate(hour=TruncHour("created_at"))
         .values("network", "hour")
         .annotate(failures=Count("pk"), payments=Count("payment", distinct=True))
-        .filter(failures__gte=thresholds["ip"])
-        .order_by("-failures", "-hour", "network")[:MAX_FRAUD_ROWS]
+        # IPv4 /24s are whole here; IPv6 addresses are added up first.
+        .filter(Q(failures__gte=thresholds["ip"]) | Q(network__contains=":"))
+        .order_by()
     )
+    hourly: dict[tuple[str, Any], list[int]] = {}
+    for h in hourly_rows:
+        counts = hourly.setdefault((_network(str(h["network"])), h["hour"]), [0, 0])
+        counts[0] += h["failures"]
+        counts[1] += h["payments"]
+    network_burst_rows = sorted(
+        (
+            {"network": network, "hour": hour, "failures": failures, "payments": payments}
+            for (network, hour), (failures, payments) in hourly.items()
+            if failures >= thresholds["ip"]
+        ),
+        key=lambda r: (-r["failures"], -r["hour"].timestamp(), r["network"]),
+    )[:MAX_FRAUD_ROWS]
     user_burst_rows = (
         attempts.filter(payment__user__isnull=False)
         .annotate(hour=TruncHour("created_at"))

@@ -9,13 +9,17 @@ paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
 paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
 paygate.E006   ``PAYGATE['RATE_LIMITS']`` names an unknown endpoint or a malformed limit
+paygate.E008   the dummy provider is enabled while ``DEBUG = False`` (outside a test
+               run); a warning with the same id when ``DUMMY_ALLOWED_IN_PRODUCTION``
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
-paygate.W002   the dummy provider is enabled while ``DEBUG = False``
+paygate.W002   replaced by E008; no longer raised
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
 paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
                not an IP address or network
-paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
-               not an IP address or network
+paygate.W006   the cache of the rate limits is process-local (``LocMemCache``,
+               ``DummyCache``) while ``DEBUG = False``
+paygate.W005   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` covers most of the
+               public Internet (``0.0.0.0/0``)
 =============  ==============================================================
 """
 
@@ -23,10 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_paygate.conf import paygate_settings
+from django_paygate.conf import in_production, paygate_settings
 from django_paygate.exceptions import ConfigurationError
 
 
@@ -59,15 +62,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W001",
                 )
             )
-        if isinstance(provider, DummyProvider) and not settings.DEBUG:
-            messages.append(
-                Warning(
-                    f"The dummy provider is enabled as {alias!r} while DEBUG is False.",
-                    hint="Remove it from PAYGATE['PROVIDERS'] in production: "
-                    "it accepts test cards.",
-                    id="paygate.W002",
-                )
-            )
+        if isinstance(provider, DummyProvider) and in_production():
+            messages.append(_dummy_in_production(alias))
     try:
         default = paygate_settings.DEFAULT_PROVIDER
     except ConfigurationError as exc:
@@ -117,6 +113,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="paygate.W005",
                 )
             )
+    messages += _process_local_cache()
     retention = paygate_settings.WEBHOOK_RETENTION_DAYS
     if not isinstance(retention, int) or retention < 7:
         messages.append(
@@ -128,6 +125,47 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _process_local_cache() -> list[CheckMessage]:
+    """W006: rate limits and the decline brake counted per process in production."""
+    from django.core.cache import caches
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    alias = str(paygate_settings.CACHE)
+    if not in_production() or not isinstance(caches[alias], LocMemCache | DummyCache):
+        return []
+    return [
+        Warning(
+            f"PAYGATE['CACHE'] is {alias!r}, a {type(caches[alias]).__name__}: each process "
+            "keeps its own counters (DummyCache keeps none), so with several workers or "
+            "servers the rate limits and the decline brake let through a multiple of "
+            "their limits.",
+            hint="Point PAYGATE['CACHE'] at a cache every process shares: Redis, Memcached "
+            "or the database cache. See docs/security.md.",
+            id="paygate.W006",
+        )
+    ]
+
+
+def _dummy_in_production(alias: str) -> CheckMessage:
+    """E008: the dummy provider with DEBUG off; a warning where a staging site allows it."""
+    if paygate_settings.DUMMY_ALLOWED_IN_PRODUCTION is True:
+        return Warning(
+            f"The dummy provider is enabled as {alias!r} while DEBUG is False, and "
+            "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] lets it charge test cards.",
+            hint="Only for a staging site: no real money moves through it.",
+            id="paygate.E008",
+        )
+    return Error(
+        f"The dummy provider is enabled as {alias!r} while DEBUG is False: it accepts "
+        "test cards, and refuses to charge anything.",
+        hint="Configure a real provider in PAYGATE['PROVIDERS'] (with no PAYGATE setting, "
+        "the dummy provider is the default). On a staging site, set "
+        "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] = True.",
+        id="paygate.E008",
+    )
 
 
 @register(Tags.models)

@@ -53,6 +53,9 @@ DEFAULTS: Mapping[str, Any] = {
     "RATE_LIMITS": {},
     "API_MAX_METADATA_BYTES": 4096,
     "CACHE": "default",
+    # Per-IP limits count an IPv6 client by its network of this prefix length (a /64 is
+    # what one customer line gets), an IPv4 client by its address.
+    "RATE_LIMIT_IPV6_PREFIX": 64,
     # JSON API: largest request body (bytes); larger ones get 413. See docs/api.md.
     "API_MAX_BODY_BYTES": 32 * 1024,
     # Store the client IP in payment.metadata["paygate_client_ip"] (analytics fraud signal).
@@ -61,7 +64,12 @@ DEFAULTS: Mapping[str, Any] = {
     "ANALYTICS_FRAUD_MIN_FAILURES": 3,
     # Short name -> "app_label.Model" of the host models customers pay for (docs/checkout.md).
     "PAYABLES": {},
+    # Let the dummy provider charge test cards with DEBUG = False (a staging site).
+    "DUMMY_ALLOWED_IN_PRODUCTION": False,
 }
+
+#: Settings that must be ``True`` or ``False``.
+BOOLEANS = ("DUMMY_ALLOWED_IN_PRODUCTION",)
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
 
@@ -78,13 +86,33 @@ INTEGER_MINIMUMS = {
     "API_MAX_METADATA_BYTES": 1,
     "API_MAX_BODY_BYTES": 1,
     "ANALYTICS_FRAUD_MIN_FAILURES": 1,
+    "RATE_LIMIT_IPV6_PREFIX": 1,
 }
+
+#: Integer settings with a greatest value too.
+INTEGER_MAXIMUMS = {"RATE_LIMIT_IPV6_PREFIX": 128}
 
 
 def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str) -> str:
     hint = difflib.get_close_matches(key, sorted(known), n=1)
     suffix = f" Did you mean {hint[0]!r}?" if hint else ""
     return f"Unknown key {key!r} in {where}.{suffix} Known keys: {', '.join(sorted(known))}."
+
+
+def running_tests() -> bool:
+    """Whether Django's test environment is set up (its test runner, pytest-django).
+
+    Both turn ``DEBUG`` off while a suite runs; what is meant for development
+    (the dummy provider, a local-memory cache) is not a production problem there.
+    """
+    from django.test.utils import _TestState
+
+    return hasattr(_TestState, "saved_data")
+
+
+def in_production() -> bool:
+    """``DEBUG`` is off, outside a test run."""
+    return not settings.DEBUG and not running_tests()
 
 
 class PaygateSettings:
@@ -149,8 +177,20 @@ class PaygateSettings:
         ]
         for key, least in INTEGER_MINIMUMS.items():
             value = raw.get(key, DEFAULTS[key])
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                problems.append(f"PAYGATE[{key!r}] must be an integer of at least {least}.")
+            most = INTEGER_MAXIMUMS.get(key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < least
+                or (most is not None and value > most)
+            ):
+                bounds = f"from {least} to {most}" if most is not None else f"of at least {least}"
+                problems.append(f"PAYGATE[{key!r}] must be an integer {bounds}.")
+        problems += [
+            f"PAYGATE[{key!r}] must be True or False."
+            for key in BOOLEANS
+            if not isinstance(raw.get(key, DEFAULTS[key]), bool)
+        ]
         problems += self._named_backend_problems(raw)
         if "PAYABLES" in raw:
             from django_paygate.payables import problems as payable_problems

@@ -10,9 +10,11 @@
   ``PAYGATE["CACHE"]`` (``cache.add`` then ``cache.incr``, so concurrent
   workers share one counter when the cache is shared: Redis, Memcached,
   the database cache; ``LocMemCache`` counts per process).
-* :func:`record_decline` / :func:`check_decline_velocity` count declined
-  payment attempts per user and per IP (the ``"declines"`` entry of
-  ``RATE_LIMITS``): a card tester is stopped after a few declines.
+* :func:`reserve_decline_attempt` counts declined payment attempts per user
+  and per IP (the ``"declines"`` entry of ``RATE_LIMITS``): a card tester is
+  stopped after a few declines. Each attempt takes its place before the
+  provider is called and gives it back unless declined, so parallel attempts
+  never get past the limit.
 * :func:`webhook_ip_allowed` enforces the optional per-provider allowlist
   ``PAYGATE["PROVIDERS"][alias]["WEBHOOK_ALLOWED_IPS"]``.
 
@@ -139,10 +141,31 @@ def invalid_network_entries(entries: object) -> list[str]:
     return bad
 
 
+#: Where proxies live: a network inside one of these is never "most of the Internet".
+#: Listed rather than asked of ``is_private``, whose answer for ``0.0.0.0/0`` and other
+#: broad networks changed between Python versions.
+LOCAL_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
 def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[str]:
     """The entries that cover a large part of the public Internet (``0.0.0.0/0``, ``10.0.0.1/0``).
 
-    Private ranges (``10.0.0.0/8``, ``fd00::/8``) are where proxies live: never reported.
+    Broad means a prefix shorter than ``shortest`` bits for IPv4 (``4 * shortest`` for
+    IPv6). Networks inside the private and local ranges of :data:`LOCAL_NETWORKS`
+    (``10.0.0.0/8``, ``fd00::/8``) are where proxies live: never reported.
     """
     if entries is None or invalid_network_entries(entries):
         return []
@@ -150,7 +173,11 @@ def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[
     for entry in [entries] if isinstance(entries, str) else list(entries):  # type: ignore[call-overload]
         network = ipaddress.ip_network(str(entry).strip(), strict=False)
         short = network.prefixlen < (shortest if network.version == 4 else shortest * 4)
-        if short and not network.is_private:
+        local = any(
+            network.version == net.version and network.subnet_of(net)  # type: ignore[arg-type]
+            for net in LOCAL_NETWORKS
+        )
+        if short and not local:
             broad.append(str(entry))
     return broad
 
@@ -306,9 +333,27 @@ def _key(kind: str, endpoint: str, scope: str, ident: str, window: int) -> str:
     return f"paygate:{kind}:{endpoint}:{scope}:{digest}:{window}"
 
 
+def client_network(ip: str) -> str:
+    """The network a client address is counted in: the address itself for IPv4, its
+    ``/RATE_LIMIT_IPV6_PREFIX`` network (a ``/64`` by default) for IPv6.
+
+    One customer line gets a whole IPv6 /64 and may pick any address in it, so
+    counting IPv6 addresses one by one would let a single client multiply every
+    per-IP limit. What is not an address is returned unchanged.
+    """
+    address = parse_ip(ip)
+    if address is None:
+        return ip
+    if address.version == 4:
+        return str(address)
+    prefix = paygate_settings.RATE_LIMIT_IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
 def identities(request: HttpRequest) -> dict[str, str]:
-    """The identities a request is counted under: its IP, and its user when logged in."""
-    found = {"ip": client_ip(request)}
+    """The identities a request is counted under: its client's network
+    (:func:`client_network`), and its user when logged in."""
+    found = {"ip": client_network(client_ip(request))}
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         found["user"] = str(user.pk)
@@ -342,13 +387,68 @@ def check_rate_limit(request: HttpRequest, endpoint: str) -> int | None:
     return _retry_after(request, endpoint, "rl", endpoint, _hit)
 
 
-def check_decline_velocity(request: HttpRequest) -> int | None:
-    """Seconds to wait when this user or IP had too many declines lately, else ``None``."""
+@dataclass
+class DeclineAttempt:
+    """A payment attempt that holds one place under each decline limit while it runs.
 
-    def peek(cache: BaseCache, key: str, rate: Rate) -> int:
-        return int(cache.get(key) or 0) + 1  # this attempt would be one more
+    From :func:`reserve_decline_attempt`. ``retry_after`` is set when the
+    attempt was refused (it holds nothing then). Otherwise call :meth:`release`
+    unless the provider declined: a decline keeps its places, and that is
+    what counts it.
+    """
 
-    return _retry_after(request, "declines", "declines", "confirm", peek)
+    retry_after: int | None
+    held: tuple[str, ...] = ()
+
+    def release(self) -> None:
+        """Give the places back: the attempt was not declined (or never reached the provider)."""
+        if not self.held:
+            return
+        try:
+            _cache().delete_many(list(self.held))
+        except Exception:
+            logger.warning("Decline brake: the cache failed to release an attempt.", exc_info=True)
+        self.held = ()
+
+
+def _take_place(cache: BaseCache, key: str, rate: Rate) -> str | None:
+    """One of ``rate.limit`` places under ``key``, or ``None`` when all are taken.
+
+    A place is a cache key created with ``add``, which every backend does
+    atomically (unlike ``incr``, a read and a write in the database cache), so
+    parallel attempts never hold more places than the limit.
+    """
+    places = [f"{key}:{n}" for n in range(rate.limit)]
+    taken = cache.get_many(places)
+    for place in places:
+        if place not in taken and cache.add(place, 1, timeout=rate.period + 1):
+            return place
+    return None
+
+
+def reserve_decline_attempt(request: HttpRequest) -> DeclineAttempt:
+    """Reserve this attempt under the ``"declines"`` limits of its user and IP, before
+    the provider is called.
+
+    Refused (``retry_after`` set) when a limit is full: its declines, and
+    attempts still waiting for the provider, already fill it. A failing cache
+    lets the attempt through (with a warning).
+    """
+    held: list[str] = []
+
+    def take(cache: BaseCache, key: str, rate: Rate) -> int:
+        place = _take_place(cache, key, rate)
+        if place is None:
+            return rate.limit + 1  # full
+        held.append(place)
+        return 0
+
+    retry_after = _retry_after(request, "declines", "declines", "confirm", take)
+    attempt = DeclineAttempt(retry_after=None, held=tuple(held))
+    if retry_after is not None:
+        attempt.release()
+        attempt.retry_after = retry_after
+    return attempt
 
 
 def _retry_after(
@@ -381,23 +481,19 @@ def _retry_after(
     return retry_after
 
 
-def record_decline(request: HttpRequest) -> None:
-    """Count one declined payment attempt for this request's user and IP."""
-    _retry_after(request, "declines", "declines", "confirm", _hit)
-
-
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "DeclineAttempt",
     "Rate",
-    "check_decline_velocity",
     "check_rate_limit",
     "client_ip",
+    "client_network",
     "identities",
     "invalid_network_entries",
     "parse_ip",
     "parse_networks",
     "rates_for",
-    "record_decline",
+    "reserve_decline_attempt",
     "trusted_proxies",
     "validate_rate_limits",
     "webhook_ip_allowed",

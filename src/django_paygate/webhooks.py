@@ -57,7 +57,7 @@ from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import PaygateError, UnknownProvider, WebhookVerificationError
 from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
 from django_paygate.providers import get_provider
-from django_paygate.providers.base import BaseProvider, ProviderEvent
+from django_paygate.providers.base import BaseProvider, ProviderEvent, body_event_id
 from django_paygate.states import (
     FINAL_PAYMENT_STATUSES,
     PAID_STATUSES,
@@ -122,9 +122,9 @@ def receive_webhook(alias: str, body: bytes, headers: Mapping[str, str]) -> Webh
         provider.verify_webhook(body, headers)
         payload = body.decode("utf-8")
         event = provider.parse_webhook(body, headers)
-        problem = _unstorable(event)
-        if problem:
-            raise WebhookVerificationError(problem)
+        if not provider.event_id_signed:
+            # An unsigned id is the sender's word: the same signed body is the same event.
+            event = dataclasses.replace(event, event_id=body_event_id(body))
         payload = redacted_payload(provider, payload)
     except WebhookVerificationError as exc:
         return _reject(alias, str(exc)[:200])
@@ -165,37 +165,53 @@ def kept_headers(provider: BaseProvider, headers: Mapping[str, str]) -> dict[str
             continue
         value = headers.get(name)
         if value is not None:
-            kept[lowered] = _storable_text(str(value))[:MAX_HEADER_VALUE]
+            kept[lowered] = storable_text(str(value))[:MAX_HEADER_VALUE]
     return kept
 
 
-def _storable_text(text: str) -> str:
-    """``text`` without what no database text column takes (NUL, lone surrogates)."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+def storable_text(text: str) -> str:
+    """``text`` as every database text column takes it: a NUL or a lone surrogate
+    (``"\\ud800"`` in JSON, not UTF-8 at all; PostgreSQL refuses NUL in ``text``
+    and ``jsonb``) becomes its escape ``\\u0000``, the rest is unchanged.
+
+    A signed event is stored and applied whatever a customer wrote into it
+    (Razorpay's notes come from the browser); escaping, not dropping, keeps two
+    different event ids different.
+    """
+    if not sql.unstorable_text(text):
+        return text
+    return "".join(
+        f"\\u{ord(char):04x}" if char == "\x00" or 0xD800 <= ord(char) <= 0xDFFF else char
+        for char in text
+    )
 
 
-def _unstorable(value: Any, where: str = "event") -> str:
-    """Why a parsed event cannot be stored as it is ("" when it can)."""
+def storable(value: Any) -> Any:
+    """``value`` (an event, and everything in it) with :func:`storable_text` applied to
+    every string; the same object when there was nothing to change."""
     if isinstance(value, str):
-        problem = sql.unstorable_text(value)
-        return f"{where} {problem}." if problem else ""
+        return storable_text(value)
     kind: type = type(value)
     checked = _stored_fields(kind)
     if checked is not None:
+        changes = {}
         for name in checked:
-            problem = _unstorable(getattr(value, name), f"{where}.{name}")
-            if problem:
-                return problem
-        return ""
+            item = getattr(value, name)
+            clean = storable(item)
+            if clean is not item:
+                changes[name] = clean
+        return dataclasses.replace(value, **changes) if changes else value
     if isinstance(value, Mapping):
-        for key, item in value.items():
-            problem = _unstorable(key, where) or _unstorable(item, f"{where}[{key!r}]")
-            if problem:
-                return problem
-        return ""
+        pairs = [(storable(k), storable(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
     if isinstance(value, (list, tuple)):
-        return next((p for p in (_unstorable(v, where) for v in value) if p), "")
-    return ""
+        items = [storable(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    return value
 
 
 @functools.cache
@@ -219,7 +235,12 @@ def process_event(
     *,
     replay: bool = False,
 ) -> WebhookResult:
-    """Store ``event`` in the inbox (once) and apply it; see the module docstring."""
+    """Store ``event`` in the inbox (once) and apply it; see the module docstring.
+
+    Text no database column takes is escaped first (:func:`storable`): a
+    verified event is never refused for what a customer wrote into it.
+    """
+    event, payload = storable(event), storable_text(payload)
     if not event.event_id or len(event.event_id) > 255:
         return _reject(provider.alias, "The event id is missing or longer than 255 characters.")
     payment_id: Any = None
@@ -314,6 +335,8 @@ def replay_event(webhook_event: WebhookEvent) -> WebhookResult:
             type(exc).__name__,
         )
         return WebhookResult(400, "The stored event cannot be parsed.", webhook_event.pk, REJECTED)
+    # The stored row is the event, whatever id parsing the payload again would give.
+    event = dataclasses.replace(event, event_id=webhook_event.event_id)
     return process_event(
         provider, event, webhook_event.payload, webhook_event.headers or {}, replay=True
     )
@@ -464,7 +487,7 @@ def _values(
     return {
         "provider": alias,
         "event_id": event.event_id,
-        "type": _storable_text(event.type)[:128],
+        "type": storable_text(event.type)[:128],
         "payload": payload,
         "headers": dict(headers),
         "status": Status.PROCESSED if event.actionable else Status.IGNORED,
@@ -629,14 +652,14 @@ def _record_failure(
     A concurrent copy of the event may have been processed in the meantime:
     a processed or ignored row is then left alone (unless this was a replay).
     """
-    error = _storable_text(f"{type(exc).__name__}: {exc}")[:2000]
+    error = storable_text(f"{type(exc).__name__}: {exc}")[:2000]
     try:
         with transaction.atomic():
             row, created = WebhookEvent.objects.get_or_create(
                 provider=alias,
                 event_id=event.event_id,
                 defaults={
-                    "type": _storable_text(event.type)[:128],
+                    "type": storable_text(event.type)[:128],
                     "payload": payload,
                     "headers": dict(headers),
                     "status": Status.FAILED,

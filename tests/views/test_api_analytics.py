@@ -167,8 +167,33 @@ def test_decline_sources_count_ipv4_networks(dataset: dict) -> None:
     sources = analytics.payment_analytics(start=START, end=END)["fraud"]["decline_sources"]
     assert sources == [
         {"network": "203.0.113.0/24", "failures": 6, "payments": 3, "users": 2},
-        {"network": "2001:db8::1", "failures": 2, "payments": 1, "users": 0},
+        {"network": "2001:db8::/64", "failures": 2, "payments": 1, "users": 0},
     ]
+
+
+def test_ipv6_declines_are_grouped_as_the_brake_counts_them(dataset: dict, settings: Any) -> None:
+    """Six addresses of one /64, one decline each: one source, and one burst."""
+    settings.PAYGATE = {**settings.PAYGATE, "RATE_LIMITS": {"declines": {"ip": "4/h"}}}
+    users = [dataset["alice"], dataset["bob"], None]
+    for n in range(6):
+        ip = f"2001:db8:77:1::{n + 1:x}"
+        payment = _payment(
+            4, status="failed", user=users[n % 3], metadata={"paygate_client_ip": ip}
+        )
+        _failed_attempts(payment, 1, day=4)
+    elsewhere = _payment(4, status="failed", metadata={"paygate_client_ip": "2001:db8:77:2::1"})
+    _failed_attempts(elsewhere, 1, day=4)
+    fraud = analytics.payment_analytics(start=START, end=END)["fraud"]
+    sources = {row["network"]: row for row in fraud["decline_sources"]}
+    assert sources["2001:db8:77:1::/64"] == {
+        "network": "2001:db8:77:1::/64", "failures": 6, "payments": 6, "users": 2,
+    }  # fmt: skip
+    assert sources["2001:db8:77:2::/64"]["failures"] == 1
+    bursts = [b for b in fraud["bursts"]["networks"] if b["network"].startswith("2001:")]
+    assert bursts == [
+        {"network": "2001:db8:77:1::/64", "hour": "2024-03-04T12:00:00+00:00", "failures": 6,
+         "payments": 6},
+    ]  # fmt: skip
 
 
 def test_bursts_use_the_decline_brakes_limits(dataset: dict, settings: Any) -> None:

@@ -609,3 +609,62 @@ def test_unstorable_text_in_a_refund_reason_is_a_400(api: Api, refund_api: Api) 
     assert response.status_code == 400
     assert "reason" in response.json_body["error"]["fields"]
     assert not Refund.objects.exists()
+
+
+# ---------------------------------------------------------------------------
+# IPv6 clients are counted per network
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "expected"),
+    [
+        ("203.0.113.5", 64, "203.0.113.5"),
+        ("2001:db8:1:2:aaaa::1", 64, "2001:db8:1:2::/64"),
+        ("2001:0db8:0001:0002:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2:aaaa::1", 128, "2001:db8:1:2:aaaa::1/128"),
+        ("::ffff:203.0.113.5", 64, "203.0.113.5"),
+        ("garbage", 64, "garbage"),
+    ],
+)
+def test_client_network(settings: Any, address: str, prefix: int, expected: str) -> None:
+    _paygate(settings, RATE_LIMIT_IPV6_PREFIX=prefix)
+    assert security.client_network(address) == expected
+
+
+def test_identities_count_an_ipv6_client_per_64(settings: Any) -> None:
+    request = _request("2001:db8:1:2:3:4:5:6")
+    assert security.identities(request) == {"ip": "2001:db8:1:2::/64"}
+
+
+@db
+def test_declines_from_one_ipv6_64_share_the_per_ip_limit(
+    api: Api, other_api: Api, settings: Any, clock: Any
+) -> None:
+    _paygate(settings, RATE_LIMITS={"declines": {"user": None, "ip": "2/h"}})
+    statuses = [
+        api.post(
+            "confirm_payment",
+            {"payment_id": _new_payment(api), "payment_method": CARD_DECLINED},
+            REMOTE_ADDR=f"2001:db8:77:1::{n:x}",
+        ).status_code
+        for n in range(1, 7)
+    ]
+    assert statuses == [402, 402, 429, 429, 429, 429]
+    elsewhere = other_api.post(
+        "confirm_payment",
+        {"payment_id": _new_payment(other_api), "payment_method": CARD_SUCCEEDS},
+        REMOTE_ADDR="2001:db8:77:2::1",  # the next /64
+    )
+    assert elsewhere.status_code == 200
+
+
+@pytest.mark.parametrize("value", [0, 129, "64", 64.0, True, None])
+def test_the_ipv6_prefix_setting_is_validated(settings: Any, value: Any) -> None:
+    from django_paygate.conf import paygate_settings
+
+    _paygate(settings, RATE_LIMIT_IPV6_PREFIX=value)
+    assert "PAYGATE['RATE_LIMIT_IPV6_PREFIX'] must be an integer from 1 to 128." in (
+        paygate_settings.validate()
+    )

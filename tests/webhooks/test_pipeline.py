@@ -228,15 +228,19 @@ def test_signature_header_is_never_stored(client, dummy, monkeypatch):
 
 
 @pytest.mark.parametrize("bad_id", ["evt_\x00nul", "evt_\ud800"])
-def test_unstorable_event_id_is_rejected(dummy, bad_id):
-    body, headers = dummy.build_event("payment.succeeded", {}, event_id=bad_id)
-    result = webhooks.receive_webhook("dummy", body, headers)
-    assert result.status_code == 400
-    assert not WebhookEvent.objects.exists()
+def test_an_unstorable_event_id_is_stored_escaped(dummy, bad_id):
+    body, headers = dummy.build_event("customer.created", {}, event_id=bad_id)
+    for outcome in (webhooks.IGNORED, webhooks.DUPLICATE):  # a retry is still the same event
+        result = webhooks.receive_webhook("dummy", body, headers)
+        assert (result.status_code, result.outcome) == (200, outcome)
+    row = WebhookEvent.objects.get()
+    assert row.event_id == webhooks.storable_text(bad_id)
+    assert "\\u" in row.event_id
+    assert row.payload == body.decode()
 
 
 @pytest.mark.parametrize("bad", ["code\x00", "code\ud800"])
-def test_unstorable_text_deep_in_the_event_is_rejected(dummy, bad):
+def test_unstorable_text_deep_in_the_event_is_stored_escaped_and_applied(dummy, bad):
     payment = PaymentFactory(status="pending")
     data = {
         "payment": {"id": payment.provider_payment_id, "status": "failed", "failure_code": bad},
@@ -244,9 +248,21 @@ def test_unstorable_text_deep_in_the_event_is_rejected(dummy, bad):
     }
     body, headers = dummy.build_event("payment.failed", data, event_id=new_id())
     result = webhooks.receive_webhook("dummy", body, headers)
-    assert result.status_code == 400
-    assert not WebhookEvent.objects.exists()
-    assert _reload(payment).status == "pending"
+    assert (result.status_code, result.outcome) == (200, webhooks.PROCESSED)
+    payment = _reload(payment)
+    assert payment.status == "failed"
+    assert payment.failure_code == webhooks.storable_text(bad)
+
+
+def test_a_stored_event_with_unstorable_text_replays(dummy):
+    payment = PaymentFactory(status="pending")
+    data = {"payment": {"id": payment.provider_payment_id, "status": "succeeded"}}
+    data["payment"]["description"] = "\x00\ud800"
+    body, headers = dummy.build_event("payment.succeeded", data, event_id=new_id())
+    assert webhooks.receive_webhook("dummy", body, headers).status_code == 200
+    row = WebhookEvent.objects.get()
+    assert webhooks.replay_event(row).status_code == 200
+    assert _reload(payment).status == "succeeded"
 
 
 @pytest.mark.parametrize("bad_id", ["", "x" * 256])
@@ -257,11 +273,11 @@ def test_event_id_must_fit_the_inbox(dummy, bad_id):
     assert not WebhookEvent.objects.exists()
 
 
-def test_nul_in_kept_header_is_dropped(dummy):
+def test_nul_in_kept_header_is_escaped(dummy):
     body, headers = dummy.build_event("customer.created", {}, event_id=new_id())
     result = webhooks.receive_webhook("dummy", body, {**headers, "User-Agent": "a\x00b"})
     assert result.status_code == 200
-    assert WebhookEvent.objects.get().headers == {"user-agent": "ab"}
+    assert WebhookEvent.objects.get().headers == {"user-agent": "a\\u0000b"}
 
 
 def test_adapter_bug_on_hostile_input_is_a_400(dummy, monkeypatch):

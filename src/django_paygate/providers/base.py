@@ -27,6 +27,7 @@ implements the methods; see ADDING_PROVIDERS.md.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -168,6 +169,11 @@ class BaseProvider:
     minimum_amounts: ClassVar[Mapping[str, int]] = {}
     #: Header keys (lower case) worth keeping on a stored webhook event.
     webhook_headers_to_keep: ClassVar[tuple[str, ...]] = ("user-agent", "content-type")
+    #: Whether the signature covers the event id ``parse_webhook`` reports. When it does
+    #: not (an id sent in a header of its own), anyone holding one signed body could
+    #: replay it under fresh ids: the inbox then stores the event under
+    #: :func:`body_event_id` instead, and keeps the header among the kept headers.
+    event_id_signed: ClassVar[bool] = True
 
     #: The ``provider_data`` key naming one attempt, for a provider whose payment
     #: may have several (each may be captured or refunded on its own); "" for none.
@@ -306,6 +312,11 @@ class BaseProvider:
         (not JSON, no event id). Must be implemented.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement parse_webhook().")
+
+
+def body_event_id(body: bytes) -> str:
+    """An event id derived from a signed body: the same body is the same event."""
+    return "body-" + hashlib.sha256(body).hexdigest()
 
 
 def hmac_sha256_hex(secret: str, message: bytes) -> str:

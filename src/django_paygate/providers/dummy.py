@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.signals import request_finished, request_started
 
+from django_paygate import conf
+from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import (
     ConfigurationError,
     InvalidTransition,
@@ -78,6 +80,9 @@ CARD_REQUIRES_ACTION = "4000002500003155"
 
 SIGNATURE_HEADER = "Paygate-Dummy-Signature"
 DEFAULT_WEBHOOK_SECRET = "dummy-webhook-secret"
+
+#: The calls that take money, refused in production (see :func:`refused_in_production`).
+CHARGES = frozenset({"create_payment", "confirm_payment", "capture_payment"})
 
 #: Where the remote state lives (the ``store`` option).
 STORES = ("database", "cache", "memory")
@@ -488,6 +493,19 @@ class _Deliverer:
         return Delivery(event_id=event_id, url=url, status=status, attempts=attempt)
 
 
+def refused_in_production() -> bool:
+    """Whether the dummy provider refuses to charge: ``DEBUG`` is off, outside a test run,
+    and ``PAYGATE["DUMMY_ALLOWED_IN_PRODUCTION"]`` is not ``True``."""
+    return conf.in_production() and paygate_settings.DUMMY_ALLOWED_IN_PRODUCTION is not True
+
+
+PRODUCTION_REFUSAL = (
+    "The dummy provider does not charge while DEBUG is False: it accepts test cards. "
+    "Configure a real provider in PAYGATE['PROVIDERS'], or, on a staging site, set "
+    "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] = True."
+)
+
+
 class DummyProvider(BaseProvider):
     name = "Dummy"
     default_options: ClassVar[Mapping[str, Any]] = {
@@ -582,6 +600,8 @@ class DummyProvider(BaseProvider):
         remote_id: str,
         effect: Callable[[_Locked], ProviderPayment | ProviderRefund],
     ) -> Any:
+        if method in CHARGES and refused_in_production():
+            raise ProviderError(PRODUCTION_REFUSAL, provider=self.alias)
         with self._lock:
             fault = next((f for f in self._faults if f.method == method), None)
             if fault is not None:

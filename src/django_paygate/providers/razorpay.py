@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -61,6 +62,7 @@ from django_paygate.providers.base import (
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
+    body_event_id,
     decode_json_body,
     hmac_sha256_hex,
     signature_matches,
@@ -260,6 +262,16 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _our_id(value: Any) -> str | None:
+    """Our payment id from a note or a receipt, when it is one (a UUID), else ``None``."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
 def _notes(entity: Mapping[str, Any]) -> dict[str, Any]:
     # Razorpay sends ``"notes": []`` for an entity without notes.
     return _dict(entity.get("notes"))
@@ -334,6 +346,8 @@ class RazorpayProvider(BaseProvider):
         code: 10 ** money.CURRENCY_EXPONENTS[code] for code in supported_currencies
     }
     webhook_headers_to_keep = ("user-agent", "content-type", "x-razorpay-event-id")
+    # X-Razorpay-Event-Id is outside the signed body: the inbox deduplicates on the body.
+    event_id_signed = False
     attempt_key = ATTEMPT_KEY
 
     def __init__(self, alias: str, **options: Any) -> None:
@@ -899,7 +913,7 @@ class RazorpayProvider(BaseProvider):
         event_id = _str(headers.get(EVENT_ID_HEADER)).strip()
         if not _EVENT_ID.fullmatch(event_id):
             # Razorpay always sends the header; without it, the same body is the same event.
-            event_id = "body-" + hashlib.sha256(body).hexdigest()
+            event_id = body_event_id(body)
         payload = _dict(event.get("payload"))
         pay = _dict(_dict(payload.get("payment")).get("entity"))
         order = _dict(_dict(payload.get("order")).get("entity"))
@@ -912,12 +926,24 @@ class RazorpayProvider(BaseProvider):
             # Every payment of ours is on an order: an orderless one (Checkout opened
             # with our public key_id) is not ours, whatever its browser-set notes say.
             return ProviderEvent(event_id=event_id, type=event_type[:128])
-        our_id = (
-            _str(_notes(refund).get(NOTE_PAYMENT_ID))
-            or _str(_notes(pay).get(NOTE_PAYMENT_ID))
-            or _str(_notes(order).get(NOTE_PAYMENT_ID))
-            or _str(order.get("receipt"))
-        ) or None
+        # Notes are untrusted: a payment's come from the customer's browser (Checkout
+        # options). Only a well-formed id of ours is taken; anything else is as if absent.
+        our_id = next(
+            (
+                found
+                for found in map(
+                    _our_id,
+                    (
+                        _notes(refund).get(NOTE_PAYMENT_ID),
+                        _notes(pay).get(NOTE_PAYMENT_ID),
+                        _notes(order).get(NOTE_PAYMENT_ID),
+                        order.get("receipt"),
+                    ),
+                )
+                if found
+            ),
+            None,
+        )
         created = _int(event.get("created_at"))
         base = ProviderEvent(
             event_id=event_id,

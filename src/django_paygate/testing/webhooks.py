@@ -82,6 +82,10 @@ def _hmac_sha256_hex(key: str, message: bytes) -> str:
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+#: The ``created_at`` of each Razorpay event id built so far (its retries reuse it).
+_RAZORPAY_EVENT_TIMES: dict[str, int] = {}
+
+
 def _now(timestamp: int | None) -> int:
     return int(time.time()) if timestamp is None else int(timestamp)
 
@@ -235,8 +239,12 @@ def razorpay_event(
     ``entities`` maps each entity name to its object, for example
     ``{"payment": {...}}`` or ``{"refund": {...}, "payment": {...}}``; they
     become ``payload.<name>.entity`` and the names are listed in ``contains``.
-    ``event_id`` goes in ``X-Razorpay-Event-Id``, which is the event's id.
+    ``event_id`` goes in ``X-Razorpay-Event-Id``. That header is not signed, so
+    the inbox knows the event by its body: the same ``event_id`` again (without
+    ``created_at``) builds the same body, a duplicate, like Razorpay's own retries.
     """
+    if created_at is None and event_id is not None:
+        created_at = _RAZORPAY_EVENT_TIMES.setdefault(event_id, _now(None))
     body_obj = {
         "entity": "event",
         "account_id": account_id,

@@ -556,23 +556,27 @@ def confirm_payment(request: HttpRequest) -> HttpResponse:
     if errors:
         raise invalid(errors)
 
-    retry_after = security.check_decline_velocity(request)
-    if retry_after is not None:
-        raise rate_limited(
-            retry_after,
-            code="too_many_declines",
-            message=f"Too many declined payments. Retry in {retry_after} s.",
-        )
     payment = payment_for(request, raw_id, staff_sees_all=False)
+    attempt = security.reserve_decline_attempt(request)
+    if attempt.retry_after is not None:
+        raise rate_limited(
+            attempt.retry_after,
+            code="too_many_declines",
+            message=f"Too many declined payments. Retry in {attempt.retry_after} s.",
+        )
+    declined = False
     try:
         payment = services.confirm_payment(payment, **provider_data)
     except PaymentDeclined as exc:
-        security.record_decline(request)
+        declined = True  # the attempt keeps its place: that is what counts it
         error = error_from_paygate(exc)
         error.extra["payment_status"] = "failed"
         raise error from exc
     except TypeError as exc:
         raise invalid({}, str(exc)) from exc
+    finally:
+        if not declined:
+            attempt.release()
     body = payment_json(payment)
     body["next_action"] = dict(payment.next_action) if payment.next_action else None
     return json_response(body)
