@@ -192,8 +192,9 @@ _ROWS_WRITE = (
     "note, webhook_event_id, refund_id, user_id, created_at) VALUES (%s, %s, 'succeeded', %s, "
     "'webhook', '', %s, NULL, NULL, now()) RETURNING id), "
     "o AS (INSERT INTO paygate_notification (kind, payment_id, refund_id, dispute_id, status, "
-    "signal_sent, attempts, next_attempt_at, last_error, created_at, sent_at) VALUES "
-    "('payment_succeeded', %s, NULL, NULL, 'pending', false, 0, NULL, '', now(), NULL) "
+    "signal_sent, attempts, next_attempt_at, last_error, created_at, sent_at, esp_message_id, "
+    "delivery_status, delivery_detail, delivery_updated_at) VALUES ('payment_succeeded', %s, "
+    "NULL, NULL, 'pending', false, 0, NULL, '', now(), NULL, '', '', '', NULL) "
     "RETURNING id) SELECT (SELECT id FROM u), (SELECT id FROM a), (SELECT id FROM o)"
 )
 

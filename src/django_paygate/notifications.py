@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -72,14 +74,44 @@ Status = Notification.Status
 MAX_RETRY_DELAY = timedelta(hours=6)
 
 
+#: While :func:`held` is active (in this thread or task): the committed rows it holds.
+_held: ContextVar[list[int] | None] = ContextVar("django_paygate_held", default=None)
+
+
 def deliver_after_commit(notification_id: int) -> None:
     """Enqueue delivery of ``notification_id`` once the current transaction commits.
 
     With ``PAYGATE["TASK_BACKEND"] = None`` nothing is enqueued: the row waits
     for ``manage.py paygate_send_notifications --loop``, the outbox's own worker.
+    Inside :func:`held`, the committed row is kept for the caller to hand over.
     """
     if paygate_settings.TASK_BACKEND is not None:
-        transaction.on_commit(partial(enqueue, [notification_id]), robust=True)
+        transaction.on_commit(partial(_committed, [notification_id]), robust=True)
+
+
+@contextmanager
+def held() -> Iterator[list[int]]:
+    """Keep the rows committed inside the block from the task backend; yields their ids.
+
+    The caller hands them over later with :func:`enqueue`: the webhook view does it
+    when the server closes its response, after the answer was sent, so the provider
+    never waits for an email. A row whose hand-over never comes (the process died)
+    stays due in the outbox, and the drain delivers it.
+    """
+    ids: list[int] = []
+    token = _held.set(ids)
+    try:
+        yield ids
+    finally:
+        _held.reset(token)
+
+
+def _committed(notification_ids: list[int]) -> None:
+    ids = _held.get()
+    if ids is None:
+        enqueue(notification_ids)
+    else:
+        ids.extend(notification_ids)
 
 
 def enqueue(notification_ids: list[int]) -> None:
