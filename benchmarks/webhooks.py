@@ -253,10 +253,11 @@ PHASES = (
     ("django_paygate.notifications", "enqueue", "Tasks framework: enqueue and run"),
     ("django_paygate.notifications", "deliver", "delivery loop"),
     ("django_paygate.notifications", "claim", "claim: conditional UPDATE + commit"),
+    ("django_paygate.notifications", "_claim_and_read", "claim and read: one statement + commit"),
     ("django_paygate.notifications", "_load", "load notification, payment, user, refund"),
     ("django_paygate.notifications", "_send_signal", "post-commit signal (send_robust)"),
     ("django_paygate.notifications", "_update", "UPDATE + commit"),
-    ("django_paygate.emails", "send_notification_email", "email: the rest"),
+    ("django_paygate.notifications", "send_notification_email", "email: the rest"),
     ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
     ("django_paygate.emails", "render_email", "email: language activation"),
     ("django_paygate.emails", "build_context", "email: build the context"),
@@ -359,7 +360,8 @@ class PhaseProfiler:
 
         for module_name, name, label in PHASES:
             module = importlib.import_module(module_name)
-            setattr(module, name, self.wrap(getattr(module, name), label))
+            if hasattr(module, name):  # phases of other versions are left out
+                setattr(module, name, self.wrap(getattr(module, name), label))
 
 
 def print_profile(out: Path) -> None:

@@ -12,11 +12,14 @@ Delivery of one row:
 1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
    database lets exactly one worker win it; the others skip it. The claim
    moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
-   five minutes by default) and counts the attempt.
+   five minutes by default) and counts the attempt. On PostgreSQL the same
+   statement reads the row with its payment, refund, dispute and user.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
-   logged, the other receivers still run) and record ``signal_sent``, so a
-   retried email never repeats the signal. The record also renews the lease,
-   and only applies while the row is still this worker's claim.
+   logged, the other receivers still run) and, when an email follows, record
+   ``signal_sent``, so a retried email never repeats the signal. The record
+   also renews the lease, and only applies while the row is still this
+   worker's claim. A signal without receivers is neither sent nor recorded;
+   a signal-only kind is recorded by step 4.
 3. Send its **email** (:func:`django_paygate.emails.send_notification_email`),
    only if the claim still held after the signal.
 4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
@@ -63,6 +66,7 @@ from django.utils import timezone
 
 from django_paygate import sql
 from django_paygate.conf import paygate_settings
+from django_paygate.emails import EMAIL_FOR_KIND, send_notification_email
 from django_paygate.models import Dispute, Notification, Refund, get_payment_model
 from django_paygate.signals import POST_COMMIT_SIGNALS
 
@@ -116,10 +120,10 @@ def _committed(notification_ids: list[int]) -> None:
 
 def enqueue(notification_ids: list[int]) -> None:
     """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain."""
-    from django_paygate.tasks import deliver_notifications
+    from django_paygate.tasks import deliver_notifications_on
 
     try:
-        deliver_notifications.using(backend=paygate_settings.TASK_BACKEND).enqueue(notification_ids)
+        deliver_notifications_on(paygate_settings.TASK_BACKEND).enqueue(notification_ids)
     except Exception:  # the outbox keeps the rows; the drain command delivers them
         logger.exception(
             "Could not enqueue notifications %s; they stay in the outbox.", notification_ids
@@ -149,8 +153,27 @@ def deliver(notification_ids: list[int]) -> dict[str, int]:
     """
     counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
     for pk in notification_ids:
-        counts[_deliver_claimed(pk) if claim(pk) else SKIPPED] += 1
+        row = _claim_and_read(pk)
+        counts[SKIPPED if row is None else _deliver_claimed(pk, row)] += 1
     return counts
+
+
+def _claim_and_read(pk: int) -> Sequence[Any] | None:
+    """Claim ``pk``; ``None`` if this worker did not get it.
+
+    On PostgreSQL one statement claims the row and reads it with its payment, refund,
+    dispute and user (the claim commits with it); the row comes back. Elsewhere an
+    empty row: :func:`_load` reads it after the claim.
+    """
+    statement = _statements().claim_and_load
+    if statement is None:
+        return () if claim(pk) else None
+    now = timezone.now()
+    params = [Status.SENDING, _when(now + lease()), pk, *_due_params(now)]
+    with sql.database().cursor() as cursor:
+        cursor.execute(statement, params)
+        row: Sequence[Any] | None = cursor.fetchone()
+        return row
 
 
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
@@ -198,16 +221,20 @@ def outbox_counts() -> dict[str, int]:
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
 
 
-def _deliver_claimed(pk: int) -> str:
-    """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost)."""
+def _deliver_claimed(pk: int, row: Sequence[Any]) -> str:
+    """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost).
+
+    ``row`` is what the claim read (empty: read it now).
+    """
     notification: Notification | None = None
     try:
         # Read after the claim: ``attempts`` is this claim's number while the lease holds.
-        notification = _load(pk)
-        if not notification.signal_sent and not _send_signal(notification):
+        notification = _from_row(row) if row else _load(pk)
+        # The signal's record matters only if an email follows it (it is what a retried
+        # email must not repeat); for a signal-only kind, marking the row sent records it.
+        record = notification.kind in EMAIL_FOR_KIND
+        if not notification.signal_sent and not _send_signal(notification, record=record):
             return SKIPPED
-        from django_paygate.emails import send_notification_email
-
         send_notification_email(notification)
     except Exception as exc:
         _retry_later(pk, notification, exc)
@@ -233,12 +260,17 @@ def _update(statement: str, params: list[Any]) -> bool:
 
 def _load(pk: int) -> Notification:
     """A claimed row with its payment (and the payment's user), refund and dispute."""
-    statements = _statements()
     with sql.database().cursor() as cursor:
-        cursor.execute(statements.load, [pk])
+        cursor.execute(_statements().load, [pk])
         row = cursor.fetchone()
     if row is None:
         raise Notification.DoesNotExist(f"No notification {pk}.")
+    return _from_row(row)
+
+
+def _from_row(row: Sequence[Any]) -> Notification:
+    """The notification and its related rows from the columns :attr:`_Statements.load` selects."""
+    statements = _statements()
     parts: list[Sequence[Any]] = []
     for model in statements.loaded:
         parts.append(row[: sql.width(model)])
@@ -261,9 +293,17 @@ def _mine(pk: int, attempt: int | None) -> QuerySet[Notification]:
     return rows if attempt is None else rows.filter(attempts=attempt)
 
 
-def _send_signal(notification: Notification) -> bool:
-    """Send the row's signal and record it; whether the claim still held afterwards."""
+def _send_signal(notification: Notification, *, record: bool = True) -> bool:
+    """Send the row's signal and, with ``record``, record it; whether the claim still held.
+
+    A signal without receivers is not sent, nor recorded: nobody received it. Without
+    ``record`` the caller's next update of the row records it.
+    """
     signal = POST_COMMIT_SIGNALS[notification.kind]
+    sender = get_payment_model()
+    if not signal.has_listeners(sender):
+        notification.signal_sent = True
+        return True
     kwargs: dict[str, Any] = {"payment": notification.payment}
     if notification.refund_id:
         kwargs["refund"] = notification.refund
@@ -271,7 +311,7 @@ def _send_signal(notification: Notification) -> bool:
         kwargs["dispute"] = notification.dispute
     if notification.kind == Notification.Kind.PAYMENT_NEEDS_REVIEW:
         kwargs["reason"] = notification.payment.review_reason
-    for receiver, result in signal.send_robust(sender=get_payment_model(), **kwargs):
+    for receiver, result in signal.send_robust(sender=sender, **kwargs):
         if isinstance(result, Exception):
             logger.error(
                 "Receiver %r of %s failed: %r",
@@ -280,11 +320,13 @@ def _send_signal(notification: Notification) -> bool:
                 result,
                 exc_info=result,
             )
+    notification.signal_sent = True
+    if not record:
+        return True
     # Recorded at once: a signal is never sent twice, even if the email is retried. The
     # record renews the lease; it finds no row if another worker took the claim over.
     now = timezone.now()
     params = [True, _when(now + lease()), notification.pk, Status.SENDING, notification.attempts]
-    notification.signal_sent = True
     return _update(_statements().signal_sent, params)
 
 
@@ -333,6 +375,8 @@ def _due_params(now: datetime) -> list[Any]:
 @dataclass(frozen=True)
 class _Statements:
     claim: str
+    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement; ``None`` elsewhere.
+    claim_and_load: str | None
     due_ids: str
     load: str
     #: The models whose columns :attr:`load` selects, in order: the notification,
@@ -368,11 +412,14 @@ def _statements() -> _Statements:
     selected = ", ".join(
         sql.columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
     )
+    claim = (
+        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
+        f"WHERE {id_} = %s AND {due}"
+    )
+    together = f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
     return _Statements(
-        claim=(
-            f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
-            f"WHERE {id_} = %s AND {due}"
-        ),
+        claim=claim,
+        claim_and_load=together if sql.database().vendor == "postgresql" else None,
         due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
         load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
         loaded=loaded,

@@ -8,6 +8,7 @@ to move it off the request. Arguments are JSON-serialisable (notification ids).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 try:  # Django >= 6.0
@@ -22,6 +23,12 @@ def deliver_notifications(notification_ids: list[int]) -> dict[str, Any]:
     from django_paygate.notifications import deliver
 
     return deliver(notification_ids)
+
+
+@cache
+def deliver_notifications_on(backend: str) -> Any:
+    """:func:`deliver_notifications` bound to the task backend ``backend``, built once."""
+    return deliver_notifications.using(backend=backend)
 
 
 @task()
