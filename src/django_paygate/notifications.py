@@ -13,7 +13,9 @@ Delivery of one row:
    database lets exactly one worker win it; the others skip it. The claim
    moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
    five minutes by default) and counts the attempt. On PostgreSQL the same
-   statement reads the row with its payment, refund, dispute and user.
+   statement reads the row with its payment, refund, dispute and user. In the
+   webhook view (:func:`held`) with a backend that runs tasks in-process, the
+   row is claimed in the transaction that writes it, and only read afterwards.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
    logged, the other receivers still run) and, when an email follows, record
    ``signal_sent``, so a retried email never repeats the signal. The record
@@ -55,7 +57,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -78,8 +80,18 @@ Status = Notification.Status
 MAX_RETRY_DELAY = timedelta(hours=6)
 
 
-#: While :func:`held` is active (in this thread or task): the committed rows it holds.
-_held: ContextVar[list[int] | None] = ContextVar("django_paygate_held", default=None)
+@dataclass
+class Held:
+    """The rows committed inside :func:`held`, waiting to be handed over by :func:`hand_over`."""
+
+    #: Rows for the task backend to claim and deliver.
+    pending: list[int] = field(default_factory=list)
+    #: Rows claimed in the transaction that wrote them (attempt 1), delivered in this process.
+    claimed: list[int] = field(default_factory=list)
+
+
+#: While :func:`held` is active (in this thread or task): what it holds.
+_held: ContextVar[Held | None] = ContextVar("django_paygate_held", default=None)
 
 
 def deliver_after_commit(notification_id: int) -> None:
@@ -87,43 +99,69 @@ def deliver_after_commit(notification_id: int) -> None:
 
     With ``PAYGATE["TASK_BACKEND"] = None`` nothing is enqueued: the row waits
     for ``manage.py paygate_send_notifications --loop``, the outbox's own worker.
-    Inside :func:`held`, the committed row is kept for the caller to hand over.
+    Inside :func:`held`, the committed row is kept for the caller to hand over; when
+    the task backend runs tasks in this process (the immediate backend), the row is
+    claimed at once, in the transaction that wrote it, so its claim costs no commit
+    of its own.
     """
-    if paygate_settings.TASK_BACKEND is not None:
-        transaction.on_commit(partial(_committed, [notification_id]), robust=True)
+    from django_paygate.tasks import runs_in_process
+
+    backend = paygate_settings.TASK_BACKEND
+    if backend is None:
+        return
+    early = _held.get() is not None and runs_in_process(backend) and claim(notification_id)
+    transaction.on_commit(partial(_committed, notification_id, claimed=early), robust=True)
 
 
 @contextmanager
-def held() -> Iterator[list[int]]:
-    """Keep the rows committed inside the block from the task backend; yields their ids.
+def held() -> Iterator[Held]:
+    """Keep the rows committed inside the block from the task backend.
 
-    The caller hands them over later with :func:`enqueue`: the webhook view does it
+    The caller hands them over later with :func:`hand_over`: the webhook view does it
     when the server closes its response, after the answer was sent, so the provider
     never waits for an email. A row whose hand-over never comes (the process died)
-    stays due in the outbox, and the drain delivers it.
+    stays in the outbox, and the drain delivers it (a claimed one once its lease has
+    lapsed).
     """
-    ids: list[int] = []
-    token = _held.set(ids)
+    rows = Held()
+    token = _held.set(rows)
     try:
-        yield ids
+        yield rows
     finally:
         _held.reset(token)
 
 
-def _committed(notification_ids: list[int]) -> None:
-    ids = _held.get()
-    if ids is None:
-        enqueue(notification_ids)
+def hand_over(rows: Held) -> None:
+    """Give what :func:`held` kept to the task backend; on failure the rows wait for the drain."""
+    pending, claimed = rows.pending, rows.claimed
+    rows.pending, rows.claimed = [], []
+    if pending:
+        enqueue(pending)
+    if claimed:
+        enqueue(claimed, claimed=True)
+
+
+def _committed(notification_id: int, *, claimed: bool) -> None:
+    rows = _held.get()
+    if rows is None:  # committed after the block (an outer transaction): deliver now
+        enqueue([notification_id], claimed=claimed)
     else:
-        ids.extend(notification_ids)
+        (rows.claimed if claimed else rows.pending).append(notification_id)
 
 
-def enqueue(notification_ids: list[int]) -> None:
-    """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain."""
+def enqueue(notification_ids: list[int], *, claimed: bool = False) -> None:
+    """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain.
+
+    ``claimed``: this process claimed them when it wrote them (see :func:`deliver`).
+    """
     from django_paygate.tasks import deliver_notifications_on
 
     try:
-        deliver_notifications_on(paygate_settings.TASK_BACKEND).enqueue(notification_ids)
+        task = deliver_notifications_on(paygate_settings.TASK_BACKEND)
+        if claimed:
+            task.enqueue(notification_ids, claimed=True)
+        else:
+            task.enqueue(notification_ids)
     except Exception:  # the outbox keeps the rows; the drain command delivers them
         logger.exception(
             "Could not enqueue notifications %s; they stay in the outbox.", notification_ids
@@ -144,18 +182,30 @@ def lease() -> timedelta:
     return timedelta(seconds=int(paygate_settings.NOTIFICATION_LEASE))
 
 
-def deliver(notification_ids: list[int]) -> dict[str, int]:
+def deliver(notification_ids: list[int], *, claimed: bool = False) -> dict[str, int]:
     """Deliver the given outbox rows that are due; counts of ``sent``, ``failed``, ``skipped``.
 
     Call it outside a transaction (as the task and the drain command do). A row
     another worker holds, one already delivered, or one whose lease this worker
     outlived (the worker that took it over delivers it) is skipped.
+
+    ``claimed``: the rows were claimed (attempt 1) in the transaction that wrote them,
+    by this process; they are read, not claimed again, and skipped if that claim is no
+    longer current.
     """
     counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
     for pk in notification_ids:
-        row = _claim_and_read(pk)
+        row = _read_claimed(pk) if claimed else _claim_and_read(pk)
         counts[SKIPPED if row is None else _deliver_claimed(pk, row)] += 1
     return counts
+
+
+def _read_claimed(pk: int) -> Sequence[Any] | None:
+    """The row with its related rows while it is still its first claim; else ``None``."""
+    with sql.database().cursor() as cursor:
+        cursor.execute(_statements().load_first_claim, [pk, Status.SENDING, 1])
+        row: Sequence[Any] | None = cursor.fetchone()
+        return row
 
 
 def _claim_and_read(pk: int) -> Sequence[Any] | None:
@@ -379,6 +429,8 @@ class _Statements:
     claim_and_load: str | None
     due_ids: str
     load: str
+    #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
+    load_first_claim: str
     #: The models whose columns :attr:`load` selects, in order: the notification,
     #: its payment, refund and dispute, the payment's user.
     loaded: tuple[type[Model], ...]
@@ -422,6 +474,10 @@ def _statements() -> _Statements:
         claim_and_load=together if sql.database().vendor == "postgresql" else None,
         due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
         load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
+        load_first_claim=(
+            f"SELECT {selected} FROM {table} n {joined} "
+            f"WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
+        ),
         loaded=loaded,
         signal_sent=(
             f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -18,18 +19,23 @@ import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from django.core.management import call_command
 from django.core.signals import request_finished
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_paygate import services
 from django_paygate.models import Notification
 from django_paygate.providers.dummy import CARD_SUCCEEDS, DummyProvider
 from django_paygate.views.webhooks import webhook_view
+from tests.conftest import count_data_statements
 from tests.notifications.conftest import set_paygate, use_email_backend
 from tests.notifications.webhook import WEBHOOK_URL, remote_confirm
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 SLOW_BACKEND = f"{__name__}.SlowBackend"
+_OUTBOX = Notification._meta.db_table
 #: Only a bound on a test that fails: a passing one never waits this long.
 GIVE_UP = 30
 
@@ -116,7 +122,8 @@ def test_the_view_returns_before_the_delivery_which_runs_when_the_response_close
     assert response["Content-Length"] == str(len(response.content))  # complete before close()
     assert outbox == []
     assert signal_spy.count("payment_succeeded") == 0
-    assert Notification.objects.get().status == "pending"
+    row = Notification.objects.get()
+    assert (row.status, row.attempts) == ("sending", 1)  # claimed with the change
 
     response.close()
     response.close()  # a server may close twice: still one delivery
@@ -130,17 +137,48 @@ def test_a_crash_after_the_answer_leaves_the_row_for_the_drain_once(
     dummy: DummyProvider, outbox: list[Any], signal_spy: Any
 ) -> None:
     response = webhook_view(_request(_paid_event(dummy)), alias="dummy")
-    # The process dies here: the response is never closed. The drain finds the row.
-    assert Notification.objects.get().status == "pending"
+    # The process dies here: the response is never closed. The row was claimed with the
+    # change (the immediate backend delivers in this process); its lease runs out.
+    row = Notification.objects.get()
+    assert (row.status, row.attempts) == ("sending", 1)
+    call_command("paygate_send_notifications", stdout=_Sink())
+    assert outbox == []  # the lease still holds
+    Notification.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
 
     call_command("paygate_send_notifications", stdout=_Sink())
 
     assert [m.metadata["kind"] for m in outbox] == ["payment_succeeded"]
-    response.close()  # had it survived after all: the row is no longer due
+    response.close()  # had it survived after all: its claim is no longer current
     assert len(outbox) == 1
     assert signal_spy.count("payment_succeeded") == 1
-    row = Notification.objects.get()
-    assert (row.status, row.attempts) == ("sent", 1)
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_in_the_view_the_claim_commits_with_the_change(
+    dummy: DummyProvider, outbox: list[Any]
+) -> None:
+    """The webhook's transaction claims the row; the delivery reads it and marks it sent:
+    one commit after the answer instead of two."""
+    request = _request(_paid_event(dummy))
+    with CaptureQueriesContext(connection) as answering:
+        response = webhook_view(request, alias="dummy")
+    with CaptureQueriesContext(connection) as delivering:
+        response.close()
+
+    claims = [
+        q
+        for q in answering.captured_queries
+        if q["sql"].startswith("UPDATE") and _OUTBOX in q["sql"]
+    ]
+    assert len(claims) == 1
+    assert count_data_statements(delivering) == 2  # read, mark sent
+    assert [q["sql"].split()[0] for q in delivering.captured_queries if _OUTBOX in q["sql"]] == [
+        "SELECT",
+        "UPDATE",
+    ]
+    assert len(outbox) == 1
+    assert Notification.objects.get().status == "sent"
 
 
 def test_a_worker_backend_is_handed_the_rows_after_the_answer(

@@ -72,21 +72,21 @@ class WebhookResponse(HttpResponse):
     knows the answer is complete before the connection ends.
     """
 
-    def __init__(self, body: bytes, status: int, owed: list[int] | None = None) -> None:
+    def __init__(self, body: bytes, status: int, owed: notifications.Held | None = None) -> None:
         super().__init__(body, content_type="application/json", status=status)
         self["Content-Length"] = str(len(body))
-        self.owed = owed or []
+        self.owed = owed
 
     def close(self) -> None:
-        owed, self.owed = self.owed, []
+        owed, self.owed = self.owed, None
         try:
-            if owed:
-                notifications.enqueue(owed)
+            if owed is not None:
+                notifications.hand_over(owed)
         finally:
             super().close()
 
 
-def _answer(result: webhooks.WebhookResult, owed: list[int] | None = None) -> HttpResponse:
+def _answer(result: webhooks.WebhookResult, owed: notifications.Held | None = None) -> HttpResponse:
     return WebhookResponse(_answer_body(result.message), result.status_code, owed)
 
 
