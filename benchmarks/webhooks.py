@@ -28,6 +28,11 @@ from a pool of threads using ``http.client``, one connection per request):
     only defers this work: a site must do (c') and (d), so the script also prints
     the rate of both run one after the other on the same CPUs.
 
+``--profile`` runs only (c), from one instrumented gunicorn worker, and prints where an
+event's time goes, by phase (the webhook, the Tasks framework, the claim, the read, the
+signal, the email's parts, the mark): Python CPU, the worker's PostgreSQL backend's CPU
+and wall time.
+
 ``--prepared`` runs every scenario with psycopg's server-side binding and
 prepared statements (``OPTIONS: {"server_side_binding": True,
 "prepare_threshold": 5}``) instead of Django's default client-side binding.
