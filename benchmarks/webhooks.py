@@ -28,6 +28,11 @@ from a pool of threads using ``http.client``, one connection per request):
     only defers this work: a site must do (c') and (d), so the script also prints
     the rate of both run one after the other on the same CPUs.
 
+``--profile`` runs only (c), from one instrumented gunicorn worker, and prints where an
+event's time goes, by phase (the webhook, the Tasks framework, the claim, the read, the
+signal, the email's parts, the mark): Python CPU, the worker's PostgreSQL backend's CPU
+and wall time.
+
 ``--prepared`` runs every scenario with psycopg's server-side binding and
 prepared statements (``OPTIONS: {"server_side_binding": True,
 "prepare_threshold": 5}``) instead of Django's default client-side binding.
@@ -64,6 +69,7 @@ HERE = Path(__file__).resolve().parent
 ROLE_DB = "PAYGATE_BENCH_DB"  # set for the gunicorn processes only
 ROLE_OUTBOX = "PAYGATE_BENCH_OUTBOX"
 ROLE_PREPARED = "PAYGATE_BENCH_PREPARED"
+ROLE_PROFILE = "PAYGATE_BENCH_PROFILE"
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 
 VERIFY_PATH = "/bench/verify/"
@@ -192,8 +198,9 @@ _ROWS_WRITE = (
     "note, webhook_event_id, refund_id, user_id, created_at) VALUES (%s, %s, 'succeeded', %s, "
     "'webhook', '', %s, NULL, NULL, now()) RETURNING id), "
     "o AS (INSERT INTO paygate_notification (kind, payment_id, refund_id, dispute_id, status, "
-    "signal_sent, attempts, next_attempt_at, last_error, created_at, sent_at) VALUES "
-    "('payment_succeeded', %s, NULL, NULL, 'pending', false, 0, NULL, '', now(), NULL) "
+    "signal_sent, attempts, next_attempt_at, last_error, created_at, sent_at, esp_message_id, "
+    "delivery_status, delivery_detail, delivery_updated_at) VALUES ('payment_succeeded', %s, "
+    "NULL, NULL, 'pending', false, 0, NULL, '', now(), NULL, '', '', '', NULL) "
     "RETURNING id) SELECT (SELECT id FROM u), (SELECT id FROM a), (SELECT id FROM o)"
 )
 
@@ -241,6 +248,161 @@ def _build_urls() -> None:
     ]
 
 
+# ---------------------------------------------------------------------------
+# --profile: where one in-request delivery spends its time, by phase, under gunicorn
+# ---------------------------------------------------------------------------
+
+#: (module, function, phase label). Each phase's figures exclude the phases it calls.
+PHASES = (
+    ("django_paygate.webhooks", "receive_webhook", "webhook: verify, inbox, apply, commit"),
+    ("django_paygate.notifications", "enqueue", "Tasks framework: enqueue and run"),
+    ("django_paygate.notifications", "deliver", "delivery loop"),
+    ("django_paygate.notifications", "claim", "claim: conditional UPDATE + commit"),
+    ("django_paygate.notifications", "_claim_and_read", "claim and read: one statement + commit"),
+    ("django_paygate.notifications", "_read_claimed", "read the row claimed with the change"),
+    ("django_paygate.notifications", "_load", "load notification, payment, user, refund"),
+    ("django_paygate.notifications", "_send_signal", "post-commit signal (send_robust)"),
+    ("django_paygate.notifications", "_update", "UPDATE + commit"),
+    ("django_paygate.notifications", "send_notification_email", "email: the rest"),
+    ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
+    ("django_paygate.emails", "render_email", "email: language activation"),
+    ("django_paygate.emails", "build_context", "email: build the context"),
+    ("django_paygate.emails", "_render_message", "email: build the message"),
+    ("django_paygate.emails", "_render", "email: render three templates"),
+    ("django_paygate.emails", "send_message", "email: the backend call"),
+)
+PROFILE_RESET_PATH = "/bench/profile-reset/"
+REQUEST_PHASE = "the rest of the request (gunicorn, Django, view)"
+
+
+class PhaseProfiler:
+    """Exclusive Python CPU, PostgreSQL CPU and wall time by phase, in one worker process.
+
+    PostgreSQL's CPU is the run time of this worker's own backend process
+    (``/proc/<pid>/schedstat``, nanoseconds), read at every phase boundary.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.totals: dict[str, list[float]] = {}  # label -> [calls, python, pg, wall]
+        self.stack: list[list[Any]] = []
+        self.requests = 0
+        self.clock = (0.0, 0.0)
+
+    def _pg(self) -> int:
+        from django.db import connection
+
+        if connection.connection is None:
+            connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        with open(f"/proc/{pid}/schedstat", "rb") as stat:
+            return int(stat.read().split()[0])
+
+    def _now(self) -> tuple[int, int, int]:
+        return time.thread_time_ns(), self._pg(), time.perf_counter_ns()
+
+    def overhead(self) -> tuple[float, float]:
+        """Python CPU and wall time of one reading of the clocks, in nanoseconds."""
+        rounds = 2000
+        cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
+        for _ in range(rounds):
+            self._now()
+        return (time.thread_time_ns() - cpu) / rounds, (time.perf_counter_ns() - wall) / rounds
+
+    def wrap(self, func: Any, label: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            key = label
+            if func.__name__ == "_update":  # named by what it records
+                parent = self.stack[-1][0] if self.stack else ""
+                key = "record signal_sent: " if "signal" in parent else "mark sent: "
+                key += label
+            frame = [key, self._now(), [0, 0, 0]]
+            self.stack.append(frame)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.stack.pop()
+                end = self._now()
+                spent = [e - s for e, s in zip(end, frame[1], strict=True)]
+                row = self.totals.setdefault(key, [0, 0, 0, 0])
+                row[0] += 1
+                for i in range(3):
+                    row[i + 1] += spent[i] - frame[2][i]
+                if self.stack:
+                    for i in range(3):
+                        self.stack[-1][2][i] += spent[i]
+
+        return timed
+
+    def wsgi(self, app: Any) -> Any:
+        def profiled(environ: Any, start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == PROFILE_RESET_PATH:  # the warm-up is not counted
+                self.totals, self.requests = {}, 0
+                start_response("204 No Content", [])
+                return []
+            response = self.wrap(self._serve, REQUEST_PHASE)(app, environ, start_response)
+            if environ.get("PATH_INFO") == PAYGATE_PATH:
+                self.requests += 1
+                if self.requests % 50 == 0:
+                    data = {"requests": self.requests, "totals": self.totals}
+                    if self.requests == 50:
+                        self.clock = self.overhead()
+                    data["clock"] = self.clock
+                    self.out.with_suffix(f".{os.getpid()}.json").write_text(json.dumps(data))
+            return response
+
+        return profiled
+
+    @staticmethod
+    def _serve(app: Any, environ: Any, start_response: Any) -> list[bytes]:
+        result = app(environ, start_response)
+        try:
+            return [b"".join(result)]  # the body, as the server writes it
+        finally:
+            result.close()  # where the server runs the delivery
+
+    def install(self) -> None:
+        import importlib
+
+        for module_name, name, label in PHASES:
+            module = importlib.import_module(module_name)
+            if hasattr(module, name):  # phases of other versions are left out
+                setattr(module, name, self.wrap(getattr(module, name), label))
+
+
+def print_profile(out: Path) -> None:
+    """Sum the workers' phase figures; print them per event, in microseconds."""
+    requests = 0
+    rows: dict[str, list[float]] = {}
+    clock = (0.0, 0.0)
+    for part in out.parent.glob(out.name + ".*.json"):
+        data = json.loads(part.read_text())
+        requests += data["requests"]
+        clock = data["clock"]
+        for key, values in data["totals"].items():
+            row = rows.setdefault(key, [0, 0, 0, 0])
+            for i, value in enumerate(values):
+                row[i] += value
+    print(f"\nper event, over {requests} events (exclusive of the phases listed below them)")
+    print(f"{'phase':58} {'calls':>5} {'Python us':>9} {'PG us':>7} {'wall us':>8}")
+    order = [REQUEST_PHASE] + [label for *_, label in PHASES]
+    keys = sorted(rows, key=lambda k: next(i for i, o in enumerate(order) if k.endswith(o)))
+    sums = [0.0, 0.0, 0.0]
+    for key in keys:
+        calls, python, pg, wall = rows[key]
+        sums = [a + b / requests / 1000 for a, b in zip(sums, (python, pg, wall), strict=True)]
+        print(
+            f"{key:58} {calls / requests:5.1f} {python / requests / 1000:9.0f} "
+            f"{pg / requests / 1000:7.0f} {wall / requests / 1000:8.0f}"
+        )
+    print(f"{'total':58} {'':5} {sums[0]:9.0f} {sums[1]:7.0f} {sums[2]:8.0f}")
+    boundaries = 2 * sum(row[0] for row in rows.values()) / requests
+    print(
+        f"(includes the instrumentation: {boundaries:.0f} clock readings per event at "
+        f"{clock[0] / 1000:.0f} us of Python CPU, {clock[1] / 1000:.0f} us wall each)"
+    )
+
+
 if os.environ.get(ROLE_DB):  # imported by gunicorn: this module is the WSGI application
     configure(
         os.environ[ROLE_DB],
@@ -251,6 +413,10 @@ if os.environ.get(ROLE_DB):  # imported by gunicorn: this module is the WSGI app
 
     application = get_wsgi_application()
     _build_urls()
+    if os.environ.get(ROLE_PROFILE):
+        _profiler = PhaseProfiler(Path(os.environ[ROLE_PROFILE]))
+        _profiler.install()
+        application = _profiler.wsgi(application)
 
 
 # ---------------------------------------------------------------------------
@@ -275,11 +441,15 @@ def _admin_sql(sql: str) -> None:
 class Server:
     """gunicorn serving this module on 127.0.0.1."""
 
-    def __init__(self, db_name: str, workers: int, outbox: str, prepared: bool) -> None:
+    def __init__(
+        self, db_name: str, workers: int, outbox: str, prepared: bool, profile: Path | None = None
+    ) -> None:
         self.port = _free_port()
         env = {**os.environ, ROLE_DB: db_name, ROLE_OUTBOX: outbox}
         if prepared:
             env[ROLE_PREPARED] = "1"
+        if profile is not None:
+            env[ROLE_PROFILE] = str(profile)
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process = subprocess.Popen(
             [
@@ -399,11 +569,13 @@ def _events(payments: list[Any]) -> list[tuple[bytes, dict[str, str]]]:
 
 
 def count_statements() -> dict[str, int]:
-    """Data statements of a first delivery, a duplicate, and the outbox after commit."""
+    """Data statements of (c): a first delivery through the view, what runs after its
+    answer (the outbox delivery), and a duplicate."""
     from django.db import connection
+    from django.test import RequestFactory
     from django.test.utils import CaptureQueriesContext
 
-    from django_paygate import webhooks
+    from django_paygate.views.webhooks import webhook_view
 
     verbs = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 
@@ -412,24 +584,22 @@ def count_statements() -> dict[str, int]:
             1 for q in captured.captured_queries if q["sql"].lstrip().upper().startswith(verbs)
         )
 
+    def post() -> Any:
+        return webhook_view(
+            RequestFactory().post(
+                PAYGATE_PATH, data=body, content_type="application/json", headers=headers
+            ),
+            alias="dummy",
+        )
+
     ((body, headers),) = _events(_payments("bench_count", 1))
     with CaptureQueriesContext(connection) as first:
-        assert webhooks.receive_webhook("dummy", body, headers).outcome == webhooks.PROCESSED
+        response = post()
+    with CaptureQueriesContext(connection) as after:
+        response.close()
     with CaptureQueriesContext(connection) as duplicate:
-        assert webhooks.receive_webhook("dummy", body, headers).outcome == webhooks.DUPLICATE
-    outbox = [
-        q
-        for q in first.captured_queries
-        if "paygate_notification" in q["sql"]
-        and not q["sql"].lstrip().upper().startswith(("INSERT", "WITH"))
-    ]
-    total = data(first)
-    return {
-        "first_total": total,
-        "outbox": len(outbox),
-        "first": total - len(outbox),
-        "duplicate": data(duplicate),
-    }
+        post().close()
+    return {"first": data(first), "outbox": data(after), "duplicate": data(duplicate)}
 
 
 LABELS = (
@@ -500,6 +670,32 @@ def run_round(db_name: str, args: argparse.Namespace, number: int) -> dict[str, 
     return rates
 
 
+def profile_round(db_name: str, args: argparse.Namespace) -> None:
+    """(c) under one instrumented gunicorn worker; the phase table of its deliveries."""
+    import tempfile
+
+    from django.db import connection
+
+    n, w = args.requests, args.warmup
+    payments = _payments("bench_profile", n + w)
+    connection.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "profile"
+        server = Server(db_name, 1, "immediate", args.prepared, profile=out)
+        try:
+            deliveries = _events(payments)
+            drive(server.port, PAYGATE_PATH, deliveries[:w], 1)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("GET", PROFILE_RESET_PATH)
+            conn.getresponse().read()
+            conn.close()
+            elapsed, statuses = drive(server.port, PAYGATE_PATH, deliveries[w:], 1)
+        finally:
+            server.stop()
+        print(f"(c) with one worker and one client thread: {n / elapsed:.0f} events/s, {statuses}")
+        print_profile(out)
+
+
 def _ratio(rates: dict[str, float], name: str) -> float:
     """A ratio of one round: "(c)/(b)", or "((c') then (d))/(b)" for both run in turn."""
     if name.startswith("(("):
@@ -522,6 +718,11 @@ def main() -> None:
         "--prepared",
         action="store_true",
         help="server-side binding and prepared statements in every scenario",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only (c), one gunicorn worker: print where a delivery's time goes, by phase",
     )
     parser.add_argument("--pg-host", default=PG["host"])
     parser.add_argument("--pg-port", default=PG["port"])
@@ -557,6 +758,10 @@ def main() -> None:
             f"{'prepared statements' if args.prepared else 'client-side binding'}, "
             f"{args.rounds} round(s) of every scenario in turn"
         )
+        if args.profile:
+            profile_round(db_name, args)
+            connection.close()
+            return
         rounds = [run_round(db_name, args, number) for number in range(1, args.rounds + 1)]
 
         print("\nmedian over the rounds (each ratio is taken within its round, then the median)")
@@ -576,7 +781,7 @@ def main() -> None:
             print(f"ratio {name:20} = {value:.2f}   ({spread}){'   ' + note if note else ''}")
         print(
             f"\nSQL data statements: first delivery {statements['first']} "
-            f"(+{statements['outbox']} for the outbox delivery after commit), "
+            f"(+{statements['outbox']} for the outbox delivery after the answer), "
             f"duplicate {statements['duplicate']}"
         )
         connection.close()

@@ -12,11 +12,16 @@ Delivery of one row:
 1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
    database lets exactly one worker win it; the others skip it. The claim
    moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
-   five minutes by default) and counts the attempt.
+   five minutes by default) and counts the attempt. On PostgreSQL the same
+   statement reads the row with its payment, refund, dispute and user. In the
+   webhook view (:func:`held`) with a backend that runs tasks in-process, the
+   row is claimed in the transaction that writes it, and only read afterwards.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
-   logged, the other receivers still run) and record ``signal_sent``, so a
-   retried email never repeats the signal. The record also renews the lease,
-   and only applies while the row is still this worker's claim.
+   logged, the other receivers still run) and, when an email follows, record
+   ``signal_sent``, so a retried email never repeats the signal. The record
+   also renews the lease, and only applies while the row is still this
+   worker's claim. A signal without receivers is neither sent nor recorded;
+   a signal-only kind is recorded by step 4.
 3. Send its **email** (:func:`django_paygate.emails.send_notification_email`),
    only if the claim still held after the signal.
 4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
@@ -49,8 +54,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -61,6 +68,7 @@ from django.utils import timezone
 
 from django_paygate import sql
 from django_paygate.conf import paygate_settings
+from django_paygate.emails import EMAIL_FOR_KIND, send_notification_email
 from django_paygate.models import Dispute, Notification, Refund, get_payment_model
 from django_paygate.signals import POST_COMMIT_SIGNALS
 
@@ -72,22 +80,88 @@ Status = Notification.Status
 MAX_RETRY_DELAY = timedelta(hours=6)
 
 
+@dataclass
+class Held:
+    """The rows committed inside :func:`held`, waiting to be handed over by :func:`hand_over`."""
+
+    #: Rows for the task backend to claim and deliver.
+    pending: list[int] = field(default_factory=list)
+    #: Rows claimed in the transaction that wrote them (attempt 1), delivered in this process.
+    claimed: list[int] = field(default_factory=list)
+
+
+#: While :func:`held` is active (in this thread or task): what it holds.
+_held: ContextVar[Held | None] = ContextVar("django_paygate_held", default=None)
+
+
 def deliver_after_commit(notification_id: int) -> None:
     """Enqueue delivery of ``notification_id`` once the current transaction commits.
 
     With ``PAYGATE["TASK_BACKEND"] = None`` nothing is enqueued: the row waits
     for ``manage.py paygate_send_notifications --loop``, the outbox's own worker.
+    Inside :func:`held`, the committed row is kept for the caller to hand over; when
+    the task backend runs tasks in this process (the immediate backend), the row is
+    claimed at once, in the transaction that wrote it, so its claim costs no commit
+    of its own.
     """
-    if paygate_settings.TASK_BACKEND is not None:
-        transaction.on_commit(partial(enqueue, [notification_id]), robust=True)
+    from django_paygate.tasks import runs_in_process
+
+    backend = paygate_settings.TASK_BACKEND
+    if backend is None:
+        return
+    early = _held.get() is not None and runs_in_process(backend) and claim(notification_id)
+    transaction.on_commit(partial(_committed, notification_id, claimed=early), robust=True)
 
 
-def enqueue(notification_ids: list[int]) -> None:
-    """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain."""
-    from django_paygate.tasks import deliver_notifications
+@contextmanager
+def held() -> Iterator[Held]:
+    """Keep the rows committed inside the block from the task backend.
+
+    The caller hands them over later with :func:`hand_over`: the webhook view does it
+    when the server closes its response, after the answer was sent, so the provider
+    never waits for an email. A row whose hand-over never comes (the process died)
+    stays in the outbox, and the drain delivers it (a claimed one once its lease has
+    lapsed).
+    """
+    rows = Held()
+    token = _held.set(rows)
+    try:
+        yield rows
+    finally:
+        _held.reset(token)
+
+
+def hand_over(rows: Held) -> None:
+    """Give what :func:`held` kept to the task backend; on failure the rows wait for the drain."""
+    pending, claimed = rows.pending, rows.claimed
+    rows.pending, rows.claimed = [], []
+    if pending:
+        enqueue(pending)
+    if claimed:
+        enqueue(claimed, claimed=True)
+
+
+def _committed(notification_id: int, *, claimed: bool) -> None:
+    rows = _held.get()
+    if rows is None:  # committed after the block (an outer transaction): deliver now
+        enqueue([notification_id], claimed=claimed)
+    else:
+        (rows.claimed if claimed else rows.pending).append(notification_id)
+
+
+def enqueue(notification_ids: list[int], *, claimed: bool = False) -> None:
+    """Hand ``notification_ids`` to the delivery task; on failure they wait for the drain.
+
+    ``claimed``: this process claimed them when it wrote them (see :func:`deliver`).
+    """
+    from django_paygate.tasks import deliver_notifications_on
 
     try:
-        deliver_notifications.using(backend=paygate_settings.TASK_BACKEND).enqueue(notification_ids)
+        task = deliver_notifications_on(paygate_settings.TASK_BACKEND)
+        if claimed:
+            task.enqueue(notification_ids, claimed=True)
+        else:
+            task.enqueue(notification_ids)
     except Exception:  # the outbox keeps the rows; the drain command delivers them
         logger.exception(
             "Could not enqueue notifications %s; they stay in the outbox.", notification_ids
@@ -108,17 +182,48 @@ def lease() -> timedelta:
     return timedelta(seconds=int(paygate_settings.NOTIFICATION_LEASE))
 
 
-def deliver(notification_ids: list[int]) -> dict[str, int]:
+def deliver(notification_ids: list[int], *, claimed: bool = False) -> dict[str, int]:
     """Deliver the given outbox rows that are due; counts of ``sent``, ``failed``, ``skipped``.
 
     Call it outside a transaction (as the task and the drain command do). A row
     another worker holds, one already delivered, or one whose lease this worker
     outlived (the worker that took it over delivers it) is skipped.
+
+    ``claimed``: the rows were claimed (attempt 1) in the transaction that wrote them,
+    by this process; they are read, not claimed again, and skipped if that claim is no
+    longer current.
     """
     counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
     for pk in notification_ids:
-        counts[_deliver_claimed(pk) if claim(pk) else SKIPPED] += 1
+        row = _read_claimed(pk) if claimed else _claim_and_read(pk)
+        counts[SKIPPED if row is None else _deliver_claimed(pk, row)] += 1
     return counts
+
+
+def _read_claimed(pk: int) -> Sequence[Any] | None:
+    """The row with its related rows while it is still its first claim; else ``None``."""
+    with sql.database().cursor() as cursor:
+        cursor.execute(_statements().load_first_claim, [pk, Status.SENDING, 1])
+        row: Sequence[Any] | None = cursor.fetchone()
+        return row
+
+
+def _claim_and_read(pk: int) -> Sequence[Any] | None:
+    """Claim ``pk``; ``None`` if this worker did not get it.
+
+    On PostgreSQL one statement claims the row and reads it with its payment, refund,
+    dispute and user (the claim commits with it); the row comes back. Elsewhere an
+    empty row: :func:`_load` reads it after the claim.
+    """
+    statement = _statements().claim_and_load
+    if statement is None:
+        return () if claim(pk) else None
+    now = timezone.now()
+    params = [Status.SENDING, _when(now + lease()), pk, *_due_params(now)]
+    with sql.database().cursor() as cursor:
+        cursor.execute(statement, params)
+        row: Sequence[Any] | None = cursor.fetchone()
+        return row
 
 
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
@@ -166,16 +271,20 @@ def outbox_counts() -> dict[str, int]:
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
 
 
-def _deliver_claimed(pk: int) -> str:
-    """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost)."""
+def _deliver_claimed(pk: int, row: Sequence[Any]) -> str:
+    """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost).
+
+    ``row`` is what the claim read (empty: read it now).
+    """
     notification: Notification | None = None
     try:
         # Read after the claim: ``attempts`` is this claim's number while the lease holds.
-        notification = _load(pk)
-        if not notification.signal_sent and not _send_signal(notification):
+        notification = _from_row(row) if row else _load(pk)
+        # The signal's record matters only if an email follows it (it is what a retried
+        # email must not repeat); for a signal-only kind, marking the row sent records it.
+        record = notification.kind in EMAIL_FOR_KIND
+        if not notification.signal_sent and not _send_signal(notification, record=record):
             return SKIPPED
-        from django_paygate.emails import send_notification_email
-
         send_notification_email(notification)
     except Exception as exc:
         _retry_later(pk, notification, exc)
@@ -201,12 +310,17 @@ def _update(statement: str, params: list[Any]) -> bool:
 
 def _load(pk: int) -> Notification:
     """A claimed row with its payment (and the payment's user), refund and dispute."""
-    statements = _statements()
     with sql.database().cursor() as cursor:
-        cursor.execute(statements.load, [pk])
+        cursor.execute(_statements().load, [pk])
         row = cursor.fetchone()
     if row is None:
         raise Notification.DoesNotExist(f"No notification {pk}.")
+    return _from_row(row)
+
+
+def _from_row(row: Sequence[Any]) -> Notification:
+    """The notification and its related rows from the columns :attr:`_Statements.load` selects."""
+    statements = _statements()
     parts: list[Sequence[Any]] = []
     for model in statements.loaded:
         parts.append(row[: sql.width(model)])
@@ -229,9 +343,17 @@ def _mine(pk: int, attempt: int | None) -> QuerySet[Notification]:
     return rows if attempt is None else rows.filter(attempts=attempt)
 
 
-def _send_signal(notification: Notification) -> bool:
-    """Send the row's signal and record it; whether the claim still held afterwards."""
+def _send_signal(notification: Notification, *, record: bool = True) -> bool:
+    """Send the row's signal and, with ``record``, record it; whether the claim still held.
+
+    A signal without receivers is not sent, nor recorded: nobody received it. Without
+    ``record`` the caller's next update of the row records it.
+    """
     signal = POST_COMMIT_SIGNALS[notification.kind]
+    sender = get_payment_model()
+    if not signal.has_listeners(sender):
+        notification.signal_sent = True
+        return True
     kwargs: dict[str, Any] = {"payment": notification.payment}
     if notification.refund_id:
         kwargs["refund"] = notification.refund
@@ -239,7 +361,7 @@ def _send_signal(notification: Notification) -> bool:
         kwargs["dispute"] = notification.dispute
     if notification.kind == Notification.Kind.PAYMENT_NEEDS_REVIEW:
         kwargs["reason"] = notification.payment.review_reason
-    for receiver, result in signal.send_robust(sender=get_payment_model(), **kwargs):
+    for receiver, result in signal.send_robust(sender=sender, **kwargs):
         if isinstance(result, Exception):
             logger.error(
                 "Receiver %r of %s failed: %r",
@@ -248,11 +370,13 @@ def _send_signal(notification: Notification) -> bool:
                 result,
                 exc_info=result,
             )
+    notification.signal_sent = True
+    if not record:
+        return True
     # Recorded at once: a signal is never sent twice, even if the email is retried. The
     # record renews the lease; it finds no row if another worker took the claim over.
     now = timezone.now()
     params = [True, _when(now + lease()), notification.pk, Status.SENDING, notification.attempts]
-    notification.signal_sent = True
     return _update(_statements().signal_sent, params)
 
 
@@ -301,8 +425,12 @@ def _due_params(now: datetime) -> list[Any]:
 @dataclass(frozen=True)
 class _Statements:
     claim: str
+    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement; ``None`` elsewhere.
+    claim_and_load: str | None
     due_ids: str
     load: str
+    #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
+    load_first_claim: str
     #: The models whose columns :attr:`load` selects, in order: the notification,
     #: its payment, refund and dispute, the payment's user.
     loaded: tuple[type[Model], ...]
@@ -336,13 +464,20 @@ def _statements() -> _Statements:
     selected = ", ".join(
         sql.columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
     )
+    claim = (
+        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
+        f"WHERE {id_} = %s AND {due}"
+    )
+    together = f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
     return _Statements(
-        claim=(
-            f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
-            f"WHERE {id_} = %s AND {due}"
-        ),
+        claim=claim,
+        claim_and_load=together if sql.database().vendor == "postgresql" else None,
         due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
         load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
+        load_first_claim=(
+            f"SELECT {selected} FROM {table} n {joined} "
+            f"WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
+        ),
         loaded=loaded,
         signal_sent=(
             f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "

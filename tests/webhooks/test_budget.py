@@ -35,7 +35,8 @@ FIRST_DELIVERY_STATEMENTS = (
 DUPLICATE_BUDGET = 1
 #: The outbox delivery of one ``payment_succeeded`` notification after commit: claim the
 #: row, load it with its payment, record the signal, send the email, mark it sent.
-OUTBOX_PAYMENT_SUCCEEDED = 4
+#: Claim (and, on PostgreSQL, read in the same statement), read, mark sent.
+OUTBOX_PAYMENT_SUCCEEDED = {"postgresql": 2, "other": 3}
 
 
 def _statements(captured: CaptureQueriesContext) -> list[str]:
@@ -124,7 +125,9 @@ class TestWebhookBudget:
             _deliver(dummy, payment_event(dummy, payment, "succeeded"))
         assert len(callbacks) == 1
         _, captured = _run(callbacks[0])
-        assert count_data_statements(captured) == OUTBOX_PAYMENT_SUCCEEDED, _explain(captured)
+        assert count_data_statements(captured) == pinned(**OUTBOX_PAYMENT_SUCCEEDED), _explain(
+            captured
+        )
         assert Notification.objects.get().status == Notification.Status.SENT
 
     def test_refund_event_budget(self, dummy, django_capture_on_commit_callbacks):

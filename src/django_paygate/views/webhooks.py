@@ -5,6 +5,8 @@ authentication), login-exempt (``LoginRequiredMiddleware``) and never wrapped
 in ``ATOMIC_REQUESTS``: the pipeline runs its own short transaction. A
 provider's optional ``WEBHOOK_ALLOWED_IPS`` is checked first (403), then the
 body size (413), then everything else happens in :func:`webhooks.receive_webhook`.
+The notifications the event committed are handed to the task backend when the
+server closes the response, after the provider has its answer (:class:`WebhookResponse`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from django_paygate import security, webhooks
+from django_paygate import notifications, security, webhooks
 
 #: Bytes read from the request stream at a time.
 READ_CHUNK = 64 * 1024
@@ -60,10 +62,32 @@ def _declared_length(request: HttpRequest) -> int | None:
         return None
 
 
-def _answer(result: webhooks.WebhookResult) -> HttpResponse:
-    return HttpResponse(
-        _answer_body(result.message), content_type="application/json", status=result.status_code
-    )
+class WebhookResponse(HttpResponse):
+    """The webhook's answer; it carries the notifications the event committed.
+
+    The server closes a response once it has sent it (PEP 3333; Django's ASGI
+    handler too): only then are the notifications handed to the task backend, so
+    with the default immediate backend the post-commit signals and emails run
+    after the provider has its answer. ``Content-Length`` is set, so a client
+    knows the answer is complete before the connection ends.
+    """
+
+    def __init__(self, body: bytes, status: int, owed: notifications.Held | None = None) -> None:
+        super().__init__(body, content_type="application/json", status=status)
+        self["Content-Length"] = str(len(body))
+        self.owed = owed
+
+    def close(self) -> None:
+        owed, self.owed = self.owed, None
+        try:
+            if owed is not None:
+                notifications.hand_over(owed)
+        finally:
+            super().close()
+
+
+def _answer(result: webhooks.WebhookResult, owed: notifications.Held | None = None) -> HttpResponse:
+    return WebhookResponse(_answer_body(result.message), result.status_code, owed)
 
 
 @functools.cache
@@ -89,7 +113,9 @@ class WebhookView(View):
         body = read_capped_body(request, limit)
         if body is None:
             return _answer(too_large)
-        return _answer(webhooks.receive_webhook(alias, body, request.headers))
+        with notifications.held() as owed:
+            result = webhooks.receive_webhook(alias, body, request.headers)
+        return _answer(result, owed)
 
 
 # Not wrapped in ATOMIC_REQUESTS: the pipeline manages its own short transaction.
