@@ -770,8 +770,8 @@ def main() -> None:
         ratios = {
             "(b)/(a)": "the cost of durability",
             "(b+)/(b)": "the cost of the design's rows",
-            "(c)/(b)": "DESIGN target: >= 0.80",
-            "(c')/(b)": "",
+            "(c)/(b)": "target: >= 0.50 (the default path, delivered in the web process)",
+            "(c')/(b)": "target: >= 0.80 (the outbox left to its worker)",
             "(c')/(b+)": "django-paygate beside its own SQL",
             "((c') then (d))/(b)": "the worker on the same CPUs",
         }
