@@ -9,18 +9,23 @@ paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
 paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
 paygate.E006   ``PAYGATE['RATE_LIMITS']`` names an unknown endpoint or a malformed limit
+paygate.E007   a configured provider's SDK is not installed (the message names the
+               extra: ``pip install "django-paygate[stripe]"``)
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
 paygate.W002   the dummy provider is enabled while ``DEBUG = False``
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
 paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
                not an IP address or network
-paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
-               not an IP address or network
+paygate.W005   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` trusts most of the Internet
 =============  ==============================================================
+
+One run reports every problem: a malformed entry is reported and skipped, and
+the other checks still run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -29,21 +34,44 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import ConfigurationError
 
+#: The published documentation, which the hints name.
+DOCS_URL = "https://django-paygate.readthedocs.io/en/latest/"
+
+
+def see(page: str) -> str:
+    """A hint naming a page of the published documentation."""
+    return f"See {DOCS_URL}{page}.html"
+
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from django_paygate.providers import build_provider
+    from django_paygate.providers import build_provider, load_backend, missing_sdk
     from django_paygate.providers.dummy import DummyProvider
 
-    problems = paygate_settings.validate()
     messages: list[CheckMessage] = [
-        Error(problem, hint="See docs/settings.md.", id="paygate.E001") for problem in problems
+        Error(problem, hint=see("settings"), id="paygate.E001")
+        for problem in paygate_settings.validate()
     ]
-    if problems:
+    try:
+        providers = paygate_settings.PROVIDERS
+    except ConfigurationError:  # PAYGATE or its PROVIDERS is not a dict: E001 says so
         return messages
-    providers = paygate_settings.PROVIDERS
     for alias, conf in providers.items():
+        if not conf.get("BACKEND") or not isinstance(conf.get("OPTIONS", {}), Mapping):
+            continue  # E001 says so
         try:
+            missing = missing_sdk(load_backend(str(conf["BACKEND"])))
+            if missing is not None:
+                sdk, extra = missing
+                messages.append(
+                    Error(
+                        f"Provider {alias!r} needs the {sdk} SDK, which is not installed.",
+                        hint=f'pip install "django-paygate[{extra}]"',
+                        obj=f"PAYGATE['PROVIDERS'][{alias!r}]",
+                        id="paygate.E007",
+                    )
+                )
+                continue
             provider = build_provider(alias, conf)
         except ConfigurationError as exc:
             messages.append(
@@ -83,13 +111,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     from django_paygate.emails import validate_settings as email_problems
 
     messages += [
-        Error(problem, hint="See docs/emails.md.", id="paygate.E005")
-        for problem in email_problems()
+        Error(problem, hint=see("emails"), id="paygate.E005") for problem in email_problems()
     ]
     from django_paygate import security
 
     messages += [
-        Error(problem, hint="See docs/api.md.", id="paygate.E006")
+        Error(problem, hint=see("api"), id="paygate.E006")
         for problem in security.validate_rate_limits()
     ]
     networks = {"PAYGATE['TRUSTED_PROXIES']": paygate_settings.TRUSTED_PROXIES}

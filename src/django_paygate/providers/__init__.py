@@ -12,10 +12,16 @@ One instance is built per alias and kept until that alias's entry in
 another key, such as ``EMAILS``, keeps it), so each instance owns its SDK
 client, nothing is global, and a test's handle on a provider stays the one
 the services use.
+
+The bundled Stripe and Razorpay adapters import without their SDKs; a provider
+whose SDK is missing is refused when it is built, with the extra to install
+(``pip install "django-paygate[stripe]"``), and reported by ``manage.py check``
+as ``paygate.E007``.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from importlib.metadata import entry_points
 from typing import Any
@@ -34,6 +40,34 @@ _lock = threading.Lock()
 _instances: dict[str, BaseProvider] = {}
 #: The configuration each instance was built from.
 _built_from: dict[str, dict[str, Any]] = {}
+
+
+#: The SDK each bundled adapter needs (by the adapter's module), and the extra that installs it.
+SDK_EXTRAS: dict[str, tuple[str, str]] = {
+    "django_paygate.providers.stripe": ("stripe", "stripe"),
+    "django_paygate.providers.razorpay": ("razorpay", "razorpay"),
+}
+
+
+def missing_sdk(cls: type[BaseProvider]) -> tuple[str, str] | None:
+    """``(sdk, extra)`` when the SDK ``cls`` (or an adapter it extends) needs cannot be
+    imported; ``None`` when nothing is missing."""
+    for klass in cls.__mro__:
+        needed = SDK_EXTRAS.get(klass.__module__)
+        if needed is None:
+            continue
+        try:
+            importlib.import_module(needed[0])
+        except ImportError:
+            return needed
+    return None
+
+
+def missing_sdk_message(alias: str, sdk: str, extra: str) -> str:
+    return (
+        f"Provider {alias!r} needs the {sdk} SDK, which is not installed: "
+        f'pip install "django-paygate[{extra}]".'
+    )
 
 
 def load_backend(backend: str) -> type[BaseProvider]:
@@ -55,6 +89,9 @@ def load_backend(backend: str) -> type[BaseProvider]:
 
 def build_provider(alias: str, config: dict[str, Any]) -> BaseProvider:
     cls = load_backend(str(config.get("BACKEND", "")))
+    missing = missing_sdk(cls)
+    if missing is not None:
+        raise ConfigurationError(missing_sdk_message(alias, *missing))
     return cls(alias, **dict(config.get("OPTIONS") or {}))
 
 
@@ -104,4 +141,11 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
             _built_from.pop(alias, None)
 
 
-__all__ = ["BaseProvider", "get_provider", "get_providers", "load_backend", "reset_providers"]
+__all__ = [
+    "BaseProvider",
+    "get_provider",
+    "get_providers",
+    "load_backend",
+    "missing_sdk",
+    "reset_providers",
+]
