@@ -99,3 +99,12 @@ def test_hints_name_published_pages():
     for hint in hints:
         assert "https://django-paygate.readthedocs.io/en/latest/" in hint
         assert "docs/" not in hint.replace("readthedocs.io", "")
+
+
+def test_an_adapter_that_imports_other_sdk_packages_is_still_e007(without_sdks, monkeypatch):
+    """Without the extra, the adapter's own import can fail first (``requests`` comes with
+    the SDK): that is the missing extra too, not an unimportable backend."""
+    monkeypatch.setitem(sys.modules, "django_paygate.providers.razorpay", None)
+    found = run(PROVIDERS={"razorpay": RAZORPAY, "dummy": DUMMY}, DEFAULT_PROVIDER="dummy")
+    assert [str(m.id) for m in found] == ["paygate.E007"]
+    assert "django-paygate[razorpay]" in found[0].hint

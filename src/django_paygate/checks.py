@@ -45,7 +45,7 @@ def see(page: str) -> str:
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from django_paygate.providers import build_provider, load_backend, missing_sdk
+    from django_paygate.providers import MissingSDK, build_provider
     from django_paygate.providers.dummy import DummyProvider
 
     messages: list[CheckMessage] = [
@@ -60,19 +60,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         if not conf.get("BACKEND") or not isinstance(conf.get("OPTIONS", {}), Mapping):
             continue  # E001 says so
         try:
-            missing = missing_sdk(load_backend(str(conf["BACKEND"])))
-            if missing is not None:
-                sdk, extra = missing
-                messages.append(
-                    Error(
-                        f"Provider {alias!r} needs the {sdk} SDK, which is not installed.",
-                        hint=f'pip install "django-paygate[{extra}]"',
-                        obj=f"PAYGATE['PROVIDERS'][{alias!r}]",
-                        id="paygate.E007",
-                    )
-                )
-                continue
             provider = build_provider(alias, conf)
+        except MissingSDK as exc:
+            messages.append(
+                Error(
+                    f"Provider {alias!r} needs the {exc.sdk} SDK, which is not installed.",
+                    hint=f'pip install "{exc.requirement}"',
+                    obj=f"PAYGATE['PROVIDERS'][{alias!r}]",
+                    id="paygate.E007",
+                )
+            )
+            continue
         except ConfigurationError as exc:
             messages.append(
                 Error(str(exc), obj=f"PAYGATE['PROVIDERS'][{alias!r}]", id="paygate.E002")

@@ -49,11 +49,22 @@ SDK_EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
-def missing_sdk(cls: type[BaseProvider]) -> tuple[str, str] | None:
-    """``(sdk, extra)`` when the SDK ``cls`` (or an adapter it extends) needs cannot be
-    imported; ``None`` when nothing is missing."""
-    for klass in cls.__mro__:
-        needed = SDK_EXTRAS.get(klass.__module__)
+class MissingSDK(ConfigurationError):
+    """A provider's SDK is not installed; ``requirement`` is what installs it."""
+
+    def __init__(self, backend: str, sdk: str, extra: str) -> None:
+        self.sdk = sdk
+        self.requirement = f"django-paygate[{extra}]"
+        super().__init__(
+            f"Provider backend {backend!r} needs the {sdk} SDK, which is not installed: "
+            f'pip install "{self.requirement}".'
+        )
+
+
+def _missing_sdk(modules: list[str]) -> tuple[str, str] | None:
+    """``(sdk, extra)`` of the first of these adapter modules whose SDK cannot be imported."""
+    for module in modules:
+        needed = SDK_EXTRAS.get(module)
         if needed is None:
             continue
         try:
@@ -63,35 +74,47 @@ def missing_sdk(cls: type[BaseProvider]) -> tuple[str, str] | None:
     return None
 
 
-def missing_sdk_message(alias: str, sdk: str, extra: str) -> str:
-    return (
-        f"Provider {alias!r} needs the {sdk} SDK, which is not installed: "
-        f'pip install "django-paygate[{extra}]".'
-    )
+def missing_sdk(cls: type[BaseProvider]) -> tuple[str, str] | None:
+    """``(sdk, extra)`` when the SDK ``cls`` (or a bundled adapter it extends) needs cannot
+    be imported; ``None`` when nothing is missing."""
+    return _missing_sdk([klass.__module__ for klass in cls.__mro__])
 
 
 def load_backend(backend: str) -> type[BaseProvider]:
-    """The provider class named by a dotted path or an entry point name."""
+    """The provider class named by a dotted path or an entry point name.
+
+    Raises :class:`MissingSDK` when it is a bundled adapter whose SDK is not installed,
+    :class:`~django_paygate.exceptions.ConfigurationError` when it cannot be loaded.
+    """
     if "." not in backend:
         found = entry_points(group=ENTRY_POINT_GROUP, name=backend)
         if not found:
             raise ConfigurationError(f"No provider entry point is named {backend!r}.")
-        cls = next(iter(found)).load()
+        point = next(iter(found))
+        module, load = point.module, point.load
     else:
-        try:
-            cls = import_string(backend)
-        except ImportError as exc:
-            raise ConfigurationError(f"Cannot import provider backend {backend!r}: {exc}") from exc
+        module = backend.rpartition(".")[0]
+
+        def load() -> Any:
+            return import_string(backend)
+
+    try:
+        cls = load()
+    except ImportError as exc:
+        missing = _missing_sdk([module])
+        if missing is not None:
+            raise MissingSDK(backend, *missing) from exc
+        raise ConfigurationError(f"Cannot import provider backend {backend!r}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):
         raise ConfigurationError(f"{backend!r} is not a BaseProvider subclass.")
+    missing = missing_sdk(cls)
+    if missing is not None:
+        raise MissingSDK(backend, *missing)
     return cls
 
 
 def build_provider(alias: str, config: dict[str, Any]) -> BaseProvider:
     cls = load_backend(str(config.get("BACKEND", "")))
-    missing = missing_sdk(cls)
-    if missing is not None:
-        raise ConfigurationError(missing_sdk_message(alias, *missing))
     return cls(alias, **dict(config.get("OPTIONS") or {}))
 
 
@@ -143,6 +166,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 
 __all__ = [
     "BaseProvider",
+    "MissingSDK",
     "get_provider",
     "get_providers",
     "load_backend",
