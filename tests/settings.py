@@ -77,11 +77,15 @@ if os.environ.get("PAYGATE_TEST_DB") == "postgres":
             "USER": os.environ.get("PAYGATE_TEST_PG_USER", "postgres"),
             "NAME": os.environ.get("PAYGATE_TEST_PG_NAME", "test"),
             "TEST": {"NAME": os.environ.get("PAYGATE_TEST_PG_TEST_NAME", "test_paygate")},
-            "OPTIONS": (
-                {"server_side_binding": True, "prepare_threshold": 5}
-                if os.environ.get("PAYGATE_TEST_PG_PREPARED") == "1"
-                else {}
-            ),
+            "OPTIONS": {
+                # A test database need not survive a crash: commits do not wait for the disk.
+                "options": "-c synchronous_commit=off",
+                **(
+                    {"server_side_binding": True, "prepare_threshold": 5}
+                    if os.environ.get("PAYGATE_TEST_PG_PREPARED") == "1"
+                    else {}
+                ),
+            },
         }
     }
 elif os.environ.get("PAYGATE_TEST_DB") == "mysql":
