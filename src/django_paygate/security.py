@@ -150,9 +150,26 @@ def overly_broad_network_entries(entries: object, *, shortest: int = 8) -> list[
     for entry in [entries] if isinstance(entries, str) else list(entries):  # type: ignore[call-overload]
         network = ipaddress.ip_network(str(entry).strip(), strict=False)
         short = network.prefixlen < (shortest if network.version == 4 else shortest * 4)
-        if short and not network.is_private:
+        if short and not _within_private_ranges(network):
             broad.append(str(entry))
     return broad
+
+
+#: Where proxies live: private, shared (CGNAT), loopback and link-local ranges.
+_PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+              "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128")
+)  # fmt: skip
+
+
+def _within_private_ranges(network: IPNetwork) -> bool:
+    """Whether all of ``network`` is private. (``is_private`` cannot say: on Python 3.10 it
+    asks only whether the first and last addresses are, so ``0.0.0.0/0`` is "private".)"""
+    return any(
+        network.version == private.version and network.subnet_of(private)  # type: ignore[arg-type]
+        for private in _PRIVATE_RANGES
+    )
 
 
 def _in(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
