@@ -3,6 +3,10 @@
 Environment:
 - ``PAYGATE_TEST_DB=postgres`` runs on PostgreSQL (``PAYGATE_TEST_PG_*`` for the
   connection; defaults: 127.0.0.1:5432, user postgres, database test); default SQLite.
+- ``PAYGATE_TEST_DB=mysql`` runs on MariaDB or MySQL (``PAYGATE_TEST_MYSQL_*`` for the
+  connection; defaults: 127.0.0.1:3306, user root with an empty password, database test,
+  test database ``PAYGATE_TEST_MYSQL_TEST_NAME`` or test_paygate), in utf8mb4 and READ
+  COMMITTED, as docs/installation.md asks of a production database.
 - ``PAYGATE_TEST_PG_PREPARED=1`` uses psycopg's server-side binding and prepared
   statements on PostgreSQL (Django's default is client-side binding).
 - ``PAYGATE_TEST_SQLITE_FILE=<path>`` runs on that SQLite file (for tests that start
@@ -73,11 +77,32 @@ if os.environ.get("PAYGATE_TEST_DB") == "postgres":
             "USER": os.environ.get("PAYGATE_TEST_PG_USER", "postgres"),
             "NAME": os.environ.get("PAYGATE_TEST_PG_NAME", "test"),
             "TEST": {"NAME": os.environ.get("PAYGATE_TEST_PG_TEST_NAME", "test_paygate")},
-            "OPTIONS": (
-                {"server_side_binding": True, "prepare_threshold": 5}
-                if os.environ.get("PAYGATE_TEST_PG_PREPARED") == "1"
-                else {}
-            ),
+            "OPTIONS": {
+                # A test database need not survive a crash: commits do not wait for the disk.
+                "options": "-c synchronous_commit=off",
+                **(
+                    {"server_side_binding": True, "prepare_threshold": 5}
+                    if os.environ.get("PAYGATE_TEST_PG_PREPARED") == "1"
+                    else {}
+                ),
+            },
+        }
+    }
+elif os.environ.get("PAYGATE_TEST_DB") == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("PAYGATE_TEST_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("PAYGATE_TEST_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("PAYGATE_TEST_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("PAYGATE_TEST_MYSQL_PASSWORD", ""),
+            "NAME": os.environ.get("PAYGATE_TEST_MYSQL_NAME", "test"),
+            "TEST": {
+                "NAME": os.environ.get("PAYGATE_TEST_MYSQL_TEST_NAME", "test_paygate"),
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_unicode_ci",
+            },
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
         }
     }
 elif os.environ.get("PAYGATE_TEST_SQLITE_FILE"):

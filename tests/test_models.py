@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
+
 from django_paygate.models import Payment, get_payment_model
 from tests.testapp.models import ShopPayment
 
@@ -34,4 +36,4 @@ def test_the_webhook_lookup_follows_the_payment_model(settings: Any) -> None:
         for lock in (False, True):
             lookup = services.payment_lookup("dummy", event, lock=lock)
             assert lookup is not None
-            assert f'"{model._meta.db_table}"' in lookup[0]
+            assert connection.ops.quote_name(model._meta.db_table) in lookup[0]

@@ -9,6 +9,8 @@ paygate.E004   ``PAYGATE_PAYMENT_MODEL`` does not name an installed model
                that subclasses ``AbstractPayment``
 paygate.E005   ``PAYGATE['EMAILS']`` has an unknown key or a value of the wrong type
 paygate.E006   ``PAYGATE['RATE_LIMITS']`` names an unknown endpoint or a malformed limit
+paygate.E007   a configured provider's SDK is not installed (the message names the
+               extra: ``pip install "django-paygate[stripe]"``)
 paygate.E008   the dummy provider is enabled while ``DEBUG = False`` (outside a test
                run); a warning with the same id when ``DUMMY_ALLOWED_IN_PRODUCTION``
 paygate.W001   a provider has no webhook secret: its webhooks will all be refused
@@ -16,15 +18,19 @@ paygate.W002   replaced by E008; no longer raised
 paygate.W003   ``WEBHOOK_RETENTION_DAYS`` is below 7 days
 paygate.W004   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` holds something that is
                not an IP address or network
-paygate.W006   the cache of the rate limits is process-local (``LocMemCache``,
-               ``DummyCache``) while ``DEBUG = False``
 paygate.W005   ``TRUSTED_PROXIES`` or a ``WEBHOOK_ALLOWED_IPS`` covers most of the
                public Internet (``0.0.0.0/0``)
+paygate.W006   the cache of the rate limits is process-local (``LocMemCache``,
+               ``DummyCache``) while ``DEBUG = False``
 =============  ==============================================================
+
+One run reports every problem: a malformed entry is reported and skipped, and
+the other checks still run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -32,22 +38,43 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django_paygate.conf import in_production, paygate_settings
 from django_paygate.exceptions import ConfigurationError
 
+#: The published documentation, which the hints name.
+DOCS_URL = "https://django-paygate.readthedocs.io/en/latest/"
+
+
+def see(page: str) -> str:
+    """A hint naming a page of the published documentation."""
+    return f"See {DOCS_URL}{page}.html"
+
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from django_paygate.providers import build_provider
+    from django_paygate.providers import MissingSDK, build_provider
     from django_paygate.providers.dummy import DummyProvider
 
-    problems = paygate_settings.validate()
     messages: list[CheckMessage] = [
-        Error(problem, hint="See docs/settings.md.", id="paygate.E001") for problem in problems
+        Error(problem, hint=see("settings"), id="paygate.E001")
+        for problem in paygate_settings.validate()
     ]
-    if problems:
+    try:
+        providers = paygate_settings.PROVIDERS
+    except ConfigurationError:  # PAYGATE or its PROVIDERS is not a dict: E001 says so
         return messages
-    providers = paygate_settings.PROVIDERS
     for alias, conf in providers.items():
+        if not conf.get("BACKEND") or not isinstance(conf.get("OPTIONS", {}), Mapping):
+            continue  # E001 says so
         try:
             provider = build_provider(alias, conf)
+        except MissingSDK as exc:
+            messages.append(
+                Error(
+                    f"Provider {alias!r} needs the {exc.sdk} SDK, which is not installed.",
+                    hint=f'pip install "{exc.requirement}"',
+                    obj=f"PAYGATE['PROVIDERS'][{alias!r}]",
+                    id="paygate.E007",
+                )
+            )
+            continue
         except ConfigurationError as exc:
             messages.append(
                 Error(str(exc), obj=f"PAYGATE['PROVIDERS'][{alias!r}]", id="paygate.E002")
@@ -79,13 +106,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     from django_paygate.emails import validate_settings as email_problems
 
     messages += [
-        Error(problem, hint="See docs/emails.md.", id="paygate.E005")
-        for problem in email_problems()
+        Error(problem, hint=see("emails"), id="paygate.E005") for problem in email_problems()
     ]
     from django_paygate import security
 
     messages += [
-        Error(problem, hint="See docs/api.md.", id="paygate.E006")
+        Error(problem, hint=see("api"), id="paygate.E006")
         for problem in security.validate_rate_limits()
     ]
     networks = {"PAYGATE['TRUSTED_PROXIES']": paygate_settings.TRUSTED_PROXIES}
@@ -143,7 +169,7 @@ def _process_local_cache() -> list[CheckMessage]:
             "servers the rate limits and the decline brake let through a multiple of "
             "their limits.",
             hint="Point PAYGATE['CACHE'] at a cache every process shares: Redis, Memcached "
-            "or the database cache. See docs/security.md.",
+            "or the database cache. " + see("security"),
             id="paygate.W006",
         )
     ]
@@ -163,7 +189,7 @@ def _dummy_in_production(alias: str) -> CheckMessage:
         "test cards, and refuses to charge anything.",
         hint="Configure a real provider in PAYGATE['PROVIDERS'] (with no PAYGATE setting, "
         "the dummy provider is the default). On a staging site, set "
-        "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] = True.",
+        "PAYGATE['DUMMY_ALLOWED_IN_PRODUCTION'] = True. " + see("providers/dummy"),
         id="paygate.E008",
     )
 

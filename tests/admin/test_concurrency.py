@@ -13,7 +13,7 @@ from tests.admin.conftest import captured, payment_url
 from tests.factories import UserFactory
 from tests.services.test_concurrency import run_together
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.parametrize("round_", range(3))

@@ -17,7 +17,7 @@ from tests.notifications.conftest import emails_of
 from tests.notifications.factories import make_notification
 from tests.notifications.webhook import post_event, remote_confirm
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:

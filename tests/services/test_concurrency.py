@@ -19,7 +19,7 @@ from django_paygate.exceptions import (
 from django_paygate.models import Refund, get_payment_model
 from django_paygate.providers.dummy import CARD_DECLINED, CARD_REQUIRES_ACTION, CARD_SUCCEEDS
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 def run_together(n: int, target: Callable[[int], Any]) -> list[Any]:

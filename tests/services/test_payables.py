@@ -256,7 +256,7 @@ def test_anonymous_users_pay_as_nobody(order: Order) -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.locking
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_for_one_payable_give_one_payment(dummy: DummyProvider) -> None:
     buyer = UserFactory()

@@ -425,7 +425,7 @@ def test_invalid_amount_from_the_provider_is_400(api: Api, dummy: Any, monkeypat
     assert response.json_body["error"]["code"] == "invalid_amount"
 
 
-@pytest.mark.postgres
+@pytest.mark.locking
 def test_concurrent_requests_with_one_key_make_one_payment(user: Any, dummy: Any) -> None:
     import threading
 

@@ -21,7 +21,7 @@ from django_paygate.models import PaymentEvent, Refund, WebhookEvent, get_paymen
 from tests.factories import PaymentFactory
 from tests.webhooks.events import Delivery, payment_event, refund_event, url
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,16 @@ One instance is built per alias and kept until that alias's entry in
 another key, such as ``EMAILS``, keeps it), so each instance owns its SDK
 client, nothing is global, and a test's handle on a provider stays the one
 the services use.
+
+The bundled Stripe and Razorpay adapters import without their SDKs; a provider
+whose SDK is missing is refused when it is built, with the extra to install
+(``pip install "django-paygate[stripe]"``), and reported by ``manage.py check``
+as ``paygate.E007``.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from importlib.metadata import entry_points
 from typing import Any
@@ -36,20 +42,74 @@ _instances: dict[str, BaseProvider] = {}
 _built_from: dict[str, dict[str, Any]] = {}
 
 
+#: The SDK each bundled adapter needs (by the adapter's module), and the extra that installs it.
+SDK_EXTRAS: dict[str, tuple[str, str]] = {
+    "django_paygate.providers.stripe": ("stripe", "stripe"),
+    "django_paygate.providers.razorpay": ("razorpay", "razorpay"),
+}
+
+
+class MissingSDK(ConfigurationError):
+    """A provider's SDK is not installed; ``requirement`` is what installs it."""
+
+    def __init__(self, backend: str, sdk: str, extra: str) -> None:
+        self.sdk = sdk
+        self.requirement = f"django-paygate[{extra}]"
+        super().__init__(
+            f"Provider backend {backend!r} needs the {sdk} SDK, which is not installed: "
+            f'pip install "{self.requirement}".'
+        )
+
+
+def _missing_sdk(modules: list[str]) -> tuple[str, str] | None:
+    """``(sdk, extra)`` of the first of these adapter modules whose SDK cannot be imported."""
+    for module in modules:
+        needed = SDK_EXTRAS.get(module)
+        if needed is None:
+            continue
+        try:
+            importlib.import_module(needed[0])
+        except ImportError:
+            return needed
+    return None
+
+
+def missing_sdk(cls: type[BaseProvider]) -> tuple[str, str] | None:
+    """``(sdk, extra)`` when the SDK ``cls`` (or a bundled adapter it extends) needs cannot
+    be imported; ``None`` when nothing is missing."""
+    return _missing_sdk([klass.__module__ for klass in cls.__mro__])
+
+
 def load_backend(backend: str) -> type[BaseProvider]:
-    """The provider class named by a dotted path or an entry point name."""
+    """The provider class named by a dotted path or an entry point name.
+
+    Raises :class:`MissingSDK` when it is a bundled adapter whose SDK is not installed,
+    :class:`~django_paygate.exceptions.ConfigurationError` when it cannot be loaded.
+    """
     if "." not in backend:
         found = entry_points(group=ENTRY_POINT_GROUP, name=backend)
         if not found:
             raise ConfigurationError(f"No provider entry point is named {backend!r}.")
-        cls = next(iter(found)).load()
+        point = next(iter(found))
+        module, load = point.module, point.load
     else:
-        try:
-            cls = import_string(backend)
-        except ImportError as exc:
-            raise ConfigurationError(f"Cannot import provider backend {backend!r}: {exc}") from exc
+        module = backend.rpartition(".")[0]
+
+        def load() -> Any:
+            return import_string(backend)
+
+    try:
+        cls = load()
+    except ImportError as exc:
+        missing = _missing_sdk([module])
+        if missing is not None:
+            raise MissingSDK(backend, *missing) from exc
+        raise ConfigurationError(f"Cannot import provider backend {backend!r}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):
         raise ConfigurationError(f"{backend!r} is not a BaseProvider subclass.")
+    missing = missing_sdk(cls)
+    if missing is not None:
+        raise MissingSDK(backend, *missing)
     return cls
 
 
@@ -104,4 +164,12 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
             _built_from.pop(alias, None)
 
 
-__all__ = ["BaseProvider", "get_provider", "get_providers", "load_backend", "reset_providers"]
+__all__ = [
+    "BaseProvider",
+    "MissingSDK",
+    "get_provider",
+    "get_providers",
+    "load_backend",
+    "missing_sdk",
+    "reset_providers",
+]

@@ -42,7 +42,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import stripe
+try:
+    import stripe
+except ImportError:  # the "stripe" extra is not installed: the registry refuses the provider
+    stripe = None  # type: ignore[assignment]
 
 from django_paygate import money
 from django_paygate.exceptions import (

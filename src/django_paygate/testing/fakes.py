@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 # The dummy provider's test cards, repeated here so tests read plainly.
+#: A dummy-provider card number that is charged at once.
 CARD_SUCCEEDS = "4242424242424242"
+#: A dummy-provider card number that is declined.
 CARD_DECLINED = "4000000000000002"
+#: A dummy-provider card number that asks for a customer step (3-D Secure) first.
 CARD_REQUIRES_ACTION = "4000002500003155"
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from django_paygate.providers import dummy as dummy_module
 from django_paygate.providers.dummy import CARD_SUCCEEDS
 from tests.services.test_concurrency import in_thread
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 # The cache store is exercised with the test suite's cache, shared by the threads.

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_paygate import webhooks
 from tests.conftest import count_data_statements
-from tests.webhooks.test_budget import FIRST_DELIVERY
+from tests.webhooks.test_budget import DUPLICATE, FIRST_DELIVERY
 
 from .conftest import event_body, payment_entity, signed_headers
 
@@ -43,7 +43,7 @@ def test_first_and_duplicate_delivery_statements(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result, captured = deliver(body, "evt_budget")
     assert result.message == "Duplicate event."
-    assert count_data_statements(captured) == 1
+    assert count_data_statements(captured) == DUPLICATE
     assert callbacks == []
     payment.refresh_from_db()
     assert payment.status == "succeeded"

@@ -487,7 +487,7 @@ def test_event_id_header_with_control_characters_is_not_trusted(razorpay_setting
 # -- concurrency (PostgreSQL) -----------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.locking
 def test_twenty_concurrent_deliveries_of_one_event(payment: Any, signal_spy: Any) -> None:
     body = event_body("payment.captured", payment=captured())
     headers = signed_headers(body, event_id="evt_concurrent")

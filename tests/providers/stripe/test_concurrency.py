@@ -13,7 +13,7 @@ from django_paygate import services, webhooks
 from django_paygate.models import PaymentEvent, WebhookEvent
 from tests.providers.stripe.conftest import FakeStripe, event_body, sign
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 def run_together(*calls: Callable[[], Any]) -> list[Any]:
