@@ -21,7 +21,7 @@ from django_paygate.providers.dummy import CARD_DECLINED
 from tests.services.test_concurrency import run_together
 from tests.views.conftest import Api
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 PARALLEL = 8
 LIMIT = 2

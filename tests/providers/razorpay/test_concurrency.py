@@ -24,7 +24,7 @@ from tests.testapp.models import Order
 
 from .conftest import FakeRazorpay, paygate_setting
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.locking, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def test_in_progress_is_an_unknown_outcome_for_capture(
     assert (payment.status, payment.needs_review) == ("authorized", False)
 
 
-@pytest.mark.postgres
+@pytest.mark.locking
 @pytest.mark.parametrize("round_", range(3))
 def test_a_customer_sync_racing_a_staff_refund_refunds_once(
     fake_stripe: FakeStripe, paid: Any, round_: int
