@@ -1,7 +1,8 @@
 """Throughput of the webhook path, side by side with what it cannot beat.
 
+    pip install -e ".[bench]"   # gunicorn, and the test extras
     python benchmarks/webhooks.py [--requests 2000] [--threads 8] [--workers 2]
-                                  [--rounds 3] [--prepared]
+                                  [--rounds 3] [--prepared] [--profile]
 
 Creates a throwaway PostgreSQL database (127.0.0.1:5432, user postgres; see
 ``--pg-*``), migrates it, starts gunicorn on 127.0.0.1 serving this module, and
