@@ -27,7 +27,7 @@ def _settings_rows() -> dict[str, tuple[str, str]]:
     """``key -> (type, default)`` from the first table of docs/settings.md."""
     rows = {}
     for line in (DOCS / "settings.md").read_text().splitlines():
-        match = re.match(r"\| `([A-Z_]+)` \| ([^|]+) \| `([^`]*)` \|", line)
+        match = re.match(r"\| `([A-Z0-9_]+)` \| ([^|]+) \| `([^`]*)` \|", line)
         if match:
             rows[match[1]] = (match[2].strip(), match[3])
     return rows

@@ -9,12 +9,14 @@ the delivery leaves the rows in the outbox for the drain: still once each.
 from __future__ import annotations
 
 import http.client
+import importlib
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import django
 import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from django.core.management import call_command
@@ -184,14 +186,14 @@ def test_in_the_view_the_claim_commits_with_the_change(
 def test_a_worker_backend_is_handed_the_rows_after_the_answer(
     dummy: DummyProvider, outbox: list[Any], settings: Any
 ) -> None:
+    # Django's own Tasks framework from 6.0, the django-tasks backport before it.
+    framework = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
     settings.TASKS = {
-        "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
-        "queue": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"},
+        "default": {"BACKEND": f"{framework}.backends.immediate.ImmediateBackend"},
+        "queue": {"BACKEND": f"{framework}.backends.dummy.DummyBackend"},
     }
     set_paygate(settings, TASK_BACKEND="queue")
-    from django.tasks import task_backends
-
-    queue = task_backends["queue"]
+    queue = importlib.import_module(framework).task_backends["queue"]
     response = webhook_view(_request(_paid_event(dummy)), alias="dummy")
     assert queue.results == []  # type: ignore[attr-defined]
 

@@ -281,7 +281,7 @@ def test_statement_counts(dummy, monkeypatch):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    monkeypatch.setattr("django_paygate.notifications.enqueue", lambda ids: None)
+    monkeypatch.setattr("django_paygate.notifications.enqueue", lambda ids, **options: None)
 
     def statements(fn):
         with CaptureQueriesContext(connection) as ctx:
