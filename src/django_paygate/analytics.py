@@ -49,6 +49,8 @@ from django.db.models import (
     CharField,
     Count,
     F,
+    IntegerField,
+    Max,
     Q,
     QuerySet,
     Sum,
@@ -427,9 +429,20 @@ def payment_analytics(
     hourly_rows = (
         with_network.annotate(hour=TruncHour("created_at"))
         .values("network", "hour")
-        .annotate(failures=Count("pk"), payments=Count("payment", distinct=True))
+        .annotate(
+            failures=Count("pk"),
+            payments=Count("payment", distinct=True),
+            # An aggregate, so HAVING names no bare column (MariaDB refuses one).
+            ipv6=Max(
+                Case(
+                    When(ip__contains=":", then=Value(1)),
+                    default=Value(0),
+                    output_field=IntegerField(),
+                )
+            ),
+        )
         # IPv4 /24s are whole here; IPv6 addresses are added up first.
-        .filter(Q(failures__gte=thresholds["ip"]) | Q(network__contains=":"))
+        .filter(Q(failures__gte=thresholds["ip"]) | Q(ipv6=1))
         .order_by()
     )
     hourly: dict[tuple[str, Any], list[int]] = {}
