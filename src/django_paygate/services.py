@@ -1082,22 +1082,15 @@ def _open_at_provider(
             provider=backend.alias,
         )
     try:
-        result = backend.create_payment(payment, idempotency_key=_create_key(payment))
-    except ProviderIdempotencyError as exc:
-        _release_creation(payment)
-        _review(payment, str(exc))
-        raise
-    except ProviderUnavailable:
-        _release_creation(payment)
-        logger.warning(
-            "Payment %s: provider %s unreachable on create; sync will finish it.",
-            payment.pk,
-            backend.alias,
+        result = _call_provider(
+            payment,
+            "create",
+            lambda: backend.create_payment(payment, idempotency_key=_create_key(payment)),
         )
-        raise
     except ProviderError as exc:
         _release_creation(payment)
-        _fail(payment, exc)
+        if not isinstance(exc, ProviderUnavailable | ProviderIdempotencyError):
+            _fail(payment, exc)  # refused: nothing to pay with
         raise
     with transaction.atomic():
         locked = lock_payment(payment.pk)
@@ -1115,7 +1108,7 @@ def _review(payment: AnyPayment, reason: str) -> None:
 _T = TypeVar("_T")
 
 
-def _ask_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) -> _T:
+def _call_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) -> _T:
     """Run one provider ``call`` for ``payment`` (made with its idempotency key).
 
     The failures every operation treats alike: an unknown outcome
@@ -1205,7 +1198,7 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
     before = payment.status
     key = _confirm_key(payment, provider_data)
     try:
-        result = _ask_provider(
+        result = _call_provider(
             payment,
             "confirm",
             lambda: backend.confirm_payment(payment, idempotency_key=key, **provider_data),
@@ -1256,7 +1249,7 @@ def capture_payment(
         if amount > locked.amount:
             raise InvalidAmount(f"Cannot capture {amount}: only {locked.amount} was authorized.")
     backend = get_provider(locked.provider)
-    result = _ask_provider(
+    result = _call_provider(
         locked,
         "capture",
         lambda: backend.capture_payment(
@@ -1286,7 +1279,7 @@ def cancel_payment(
             raise InvalidTransition(f"A {locked.status} payment cannot be canceled.")
     backend = get_provider(locked.provider)
     if locked.provider_payment_id:
-        result = _ask_provider(
+        result = _call_provider(
             locked,
             "cancel",
             lambda: backend.cancel_payment(locked, idempotency_key=f"paygate-{locked.pk}-cancel"),
@@ -1403,7 +1396,7 @@ def _reserve_refund(
 def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API) -> Refund:
     backend = get_provider(payment.provider)
     try:
-        result = _ask_provider(
+        result = _call_provider(
             payment,
             f"refund {refund.pk}",
             lambda: backend.refund_payment(
@@ -1580,15 +1573,9 @@ def sync_stuck_payments(
 def _without_secrets(text: str, alias: str) -> str:
     """``text`` without the values of the provider's secret options (keys, webhook secrets)."""
     try:
-        options = get_provider(alias).options
+        return get_provider(alias).scrub(text)
     except PaygateError:
         return text
-    for name in getattr(options, "secret_keys", ()):
-        value = options.get(name)
-        for secret in [value] if isinstance(value, str) else list(value or ()):
-            if isinstance(secret, str) and len(secret.strip()) >= 4:
-                text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:

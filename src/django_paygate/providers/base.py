@@ -279,6 +279,16 @@ class BaseProvider:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement fetch_payment().")
 
+    def scrub(self, text: str, *, mask: str = "[redacted]") -> str:
+        """``text`` without the values of this provider's :attr:`secret_options` (a key,
+        every webhook secret of a rotation). Leave it alone."""
+        for name in self.secret_options:
+            value = self.options.get(name)
+            for secret in [value] if isinstance(value, str) else list(value or ()):
+                if isinstance(secret, str) and len(secret.strip()) >= 4:
+                    text = text.replace(secret, mask)
+        return text
+
     # -- inbound webhooks ----------------------------------------------------
 
     def webhook_secrets(self) -> list[str]:

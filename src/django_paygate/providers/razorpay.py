@@ -460,12 +460,7 @@ class RazorpayProvider(BaseProvider):
 
     def _scrub(self, text: str) -> str:
         """A provider message, cut short and with no secret in it."""
-        text = text[:300]
-        secrets = [self.options["key_secret"], *self.webhook_secrets()]
-        for secret in secrets:
-            if secret and secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return self.scrub(text[:300], mask="***")
 
     # -- amounts --------------------------------------------------------------
 
