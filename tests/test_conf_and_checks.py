@@ -66,7 +66,7 @@ def test_unknown_top_level_key_is_named_with_a_hint():
 def test_unknown_provider_key_and_option_are_named():
     assert "Unknown key 'OPTION'" in messages(PROVIDERS={"dummy": {**DUMMY, "OPTION": {}}})
     text = messages(PROVIDERS={"dummy": {**DUMMY, "OPTIONS": {"webhook_secert": "x"}}})
-    assert "Unknown option 'webhook_secert' for provider 'dummy'" in text
+    assert "PAYGATE['PROVIDERS']['dummy']['OPTIONS']['webhook_secert'] is not an option" in text
     bad = {"PROVIDERS": {"dummy": {**DUMMY, "OPTIONS": {"nope": 1}}}}
     with override_settings(PAYGATE=bad), pytest.raises(ConfigurationError, match="nope"):
         get_provider("dummy")

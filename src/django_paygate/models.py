@@ -530,3 +530,56 @@ def get_payment_model() -> type[Payment]:
 def _forget_payment_model(*, setting: str, **kwargs: Any) -> None:
     if setting == "PAYGATE_PAYMENT_MODEL":
         get_payment_model.cache_clear()
+
+
+#: The longest ``failure_message`` kept from a provider (the column itself is unbounded).
+FAILURE_MESSAGE_LENGTH = 1000
+
+
+def fit(model: type[models.Model], name: str, value: str) -> str:
+    """``value`` cut to the ``max_length`` of ``model``'s field ``name``."""
+    limit = _max_length(model, name)
+    return value[:limit] if limit is not None and len(value) > limit else value
+
+
+@functools.cache
+def _max_length(model: type[models.Model], name: str) -> int | None:
+    return getattr(model._meta.get_field(name), "max_length", None)
+
+
+def fit_answer(answer: Any) -> Any:
+    """A provider's answer (a payment, refund, dispute or event) with every text cut to the
+    column it is stored in, so an adapter never needs to know a column's length.
+
+    Ids are left whole: a cut id could name another object (the inbox refuses an event
+    id that is too long).
+    """
+    from dataclasses import replace
+
+    from django_paygate.providers.base import (
+        ProviderDispute,
+        ProviderEvent,
+        ProviderPayment,
+        ProviderRefund,
+    )
+
+    if isinstance(answer, ProviderPayment):
+        return replace(
+            answer,
+            failure_code=fit(get_payment_model(), "failure_code", answer.failure_code),
+            failure_message=answer.failure_message[:FAILURE_MESSAGE_LENGTH],
+            refunds=tuple(fit_answer(refund) for refund in answer.refunds),
+        )
+    if isinstance(answer, ProviderRefund):
+        return replace(answer, failure_reason=fit(Refund, "failure_reason", answer.failure_reason))
+    if isinstance(answer, ProviderDispute):
+        return replace(answer, reason=fit(Dispute, "reason", answer.reason))
+    if isinstance(answer, ProviderEvent):
+        return replace(
+            answer,
+            type=fit(WebhookEvent, "type", answer.type),
+            payment=fit_answer(answer.payment),
+            refund=fit_answer(answer.refund),
+            dispute=fit_answer(answer.dispute),
+        )
+    return answer

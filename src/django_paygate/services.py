@@ -62,6 +62,7 @@ from django_paygate.exceptions import (
     RefundExceedsCaptured,
 )
 from django_paygate.models import (
+    FAILURE_MESSAGE_LENGTH,
     AbstractPayment,
     Dispute,
     Notification,
@@ -69,6 +70,8 @@ from django_paygate.models import (
     Refund,
     Source,
     WebhookEvent,
+    fit,
+    fit_answer,
     get_payment_model,
 )
 from django_paygate.providers import get_provider
@@ -502,7 +505,7 @@ def _apply_refund(
     refund.status = new.value
     fields += ["status", "updated_at"]
     if new == RefundStatus.FAILED:
-        refund.failure_reason = result.failure_reason[:255]
+        refund.failure_reason = result.failure_reason
         fields.append("failure_reason")
     if new == RefundStatus.SUCCEEDED:
         refund.succeeded_at = timezone.now()
@@ -1119,7 +1122,7 @@ def _call_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) 
     knows what a refusal means for its operation.
     """
     try:
-        return call()
+        return fit_answer(call())
     except ProviderIdempotencyError as exc:
         _review(payment, f"{operation}: {exc}")
         raise
@@ -1139,13 +1142,15 @@ NOT_STARTED_MESSAGE = "The payment could not be started. Please try again later.
 
 
 def _fail(payment: AnyPayment, exc: PaygateError) -> None:
-    code = getattr(exc, "decline_code", "") or exc.code
+    code = fit(get_payment_model(), "failure_code", getattr(exc, "decline_code", "") or exc.code)
     declined = isinstance(exc, PaymentDeclined)
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         if can_transition(locked.status, P.FAILED):
             locked.failure_code = code
-            locked.failure_message = str(exc)[:1000] if declined else NOT_STARTED_MESSAGE
+            locked.failure_message = (
+                str(exc)[:FAILURE_MESSAGE_LENGTH] if declined else NOT_STARTED_MESSAGE
+            )
             _change(
                 locked,
                 P.FAILED,
@@ -1424,7 +1429,7 @@ def _send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.AP
                     status=RefundStatus.FAILED,
                     amount=refund.amount,
                     currency=refund.currency,
-                    failure_reason=str(exc)[:255],
+                    failure_reason=fit(Refund, "failure_reason", str(exc)),
                 )
                 _apply_refund(locked, failed, source=source, refund=refund)
         raise
@@ -1450,7 +1455,7 @@ def sync_payment(
     payment = get_payment_model().objects.get(pk=payment.pk)
     backend = get_provider(payment.provider)
     if not payment.provider_payment_id:
-        result = backend.fetch_payment(payment)
+        result = fit_answer(backend.fetch_payment(payment))
         if result.provider_payment_id is None:
             if payment.status == P.PENDING:
                 try:
@@ -1459,7 +1464,7 @@ def sync_payment(
                     return payment  # its creator links it
             return payment
     else:
-        result = backend.fetch_payment(payment)
+        result = fit_answer(backend.fetch_payment(payment))
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         _apply_payment(locked, result, source=source, user=user)

@@ -55,7 +55,7 @@ from django.utils.datastructures import CaseInsensitiveMapping
 from django_paygate import services, sql
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import PaygateError, UnknownProvider, WebhookVerificationError
-from django_paygate.models import AbstractPayment, WebhookEvent, get_payment_model
+from django_paygate.models import AbstractPayment, WebhookEvent, fit_answer, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent, body_event_id
 from django_paygate.states import (
@@ -240,7 +240,7 @@ def process_event(
     Text no database column takes is escaped first (:func:`storable`): a
     verified event is never refused for what a customer wrote into it.
     """
-    event, payload = storable(event), storable_text(payload)
+    event, payload = fit_answer(storable(event)), storable_text(payload)
     if not event.event_id or len(event.event_id) > 255:
         return _reject(provider.alias, "The event id is missing or longer than 255 characters.")
     payment_id: Any = None

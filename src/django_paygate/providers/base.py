@@ -30,22 +30,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from django_paygate import money
 from django_paygate.exceptions import (
     ConfigurationError,
     InvalidAmount,
     NotSupported,
+    PaygateError,
+    ProviderError,
+    ProviderUnavailable,
     WebhookVerificationError,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
 if TYPE_CHECKING:
+    import requests
+
     from django_paygate.models import AbstractPayment, Refund
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,197 @@ class ProviderEvent:
         return any(part is not None for part in (self.payment, self.refund, self.dispute))
 
 
+# ---------------------------------------------------------------------------
+# Reading a provider's JSON without trusting its shape
+# ---------------------------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """``value`` if it is a string, else ""."""
+    return value if isinstance(value, str) else ""
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a dict, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def integer(value: Any) -> int | None:
+    """``value`` if it is an int (not a bool), else ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """The header ``name`` (any case) as a string, or ""."""
+    value: Any = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        value = next((v for k, v in headers.items() if str(k).lower() == lower), None)
+    return text(value)
+
+
+# ---------------------------------------------------------------------------
+# Options: each declared with a check, every problem told in one style
+# ---------------------------------------------------------------------------
+
+#: A check of one option's value: returns the value to keep, or raises ``ValueError``
+#: with what the value must be ("must be a string").
+OptionCheck = Callable[[Any], Any]
+
+
+def is_string(*, required: bool = False, prefixes: tuple[str, ...] = ()) -> OptionCheck:
+    """A string (non-empty if ``required``; starting with one of ``prefixes`` if given)."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise ValueError("must be a non-empty string" if required else "must be a string")
+        if prefixes and value and not value.startswith(prefixes):
+            raise ValueError("must start with " + " or ".join(repr(p) for p in prefixes))
+        return value
+
+    return check
+
+
+def is_secrets(value: Any) -> Any:
+    """A string, or a list of strings (several secrets while one is rotated)."""
+    if isinstance(value, str) or (
+        isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value)
+    ):
+        return value
+    raise ValueError("must be a string or a list of strings")
+
+
+def is_timeout(value: Any) -> float | tuple[float, float]:
+    """Seconds > 0, or a (connect, read) pair of them; kept as a float or a tuple."""
+
+    def positive(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+    if positive(value):
+        return float(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(positive, value)):
+        return (float(value[0]), float(value[1]))
+    raise ValueError("must be a positive number of seconds, or a (connect, read) pair")
+
+
+def is_int(low: int, high: int) -> OptionCheck:
+    """An int from ``low`` to ``high``."""
+
+    def check(value: Any) -> Any:
+        if integer(value) is None or not low <= value <= high:
+            raise ValueError(f"must be an int from {low} to {high}")
+        return value
+
+    return check
+
+
+def is_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be True or False")
+    return value
+
+
+def is_one_of(*choices: Any) -> OptionCheck:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError("must be " + " or ".join(repr(c) for c in choices))
+        return value
+
+    return check
+
+
+def is_optional(inner: OptionCheck) -> OptionCheck:
+    """``None``, or what ``inner`` accepts."""
+    return lambda value: None if value is None else inner(value)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_api_base(value: Any) -> Any:
+    """An ``https://`` URL (``http://`` on the loopback interface, for test servers),
+    kept without its trailing slash."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an https:// URL")
+    if not (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+    ):
+        raise ValueError("must be an https:// URL (or http:// on the loopback interface)")
+    return value.rstrip("/")
+
+
+def is_strings(value: Any) -> Any:
+    """A non-empty list of non-empty strings."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError("must be a non-empty list of strings")
+
+
+#: Checks every provider gets for the options it declares under these names.
+COMMON_OPTION_CHECKS: Mapping[str, OptionCheck] = {
+    "webhook_secret": is_secrets,
+    "timeout": is_timeout,
+    "api_base": is_optional(is_api_base),
+}
+
+
+# ---------------------------------------------------------------------------
+# Transport: one session that never hangs and never misreads an answer
+# ---------------------------------------------------------------------------
+
+
+class TransportFailure(Exception):
+    """The outcome of a call is unknown (raised by :class:`ProviderSession`).
+
+    Not a ``requests`` exception, so no SDK's own ``except`` clause sees it;
+    :meth:`BaseProvider.call` turns it into :class:`ProviderUnavailable`.
+    """
+
+
+def provider_session(timeout: float | tuple[float, float]) -> requests.Session:
+    """A ``requests.Session`` for one provider's calls.
+
+    * a call without ``timeout=`` gets ``timeout``;
+    * a transport error (a timeout, a refused connection, TLS) is a
+      :class:`TransportFailure`, unchained (the request holds the credentials);
+    * so is an answer whose outcome is unknown: 408, 409 (a request with the
+      same key in progress), 429, 5xx, or a body that is not JSON (a proxy's
+      error page). Other answers go back to the caller (or the SDK).
+    """
+    import requests
+
+    class ProviderSession(requests.Session):
+        def request(  # type: ignore[override]
+            self, method: str, url: str, *args: Any, **kwargs: Any
+        ) -> requests.Response:
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            failure = ""
+            try:
+                response = super().request(method, url, *args, **kwargs)
+            except requests.Timeout as exc:
+                failure = f"no answer in time ({type(exc).__name__})"
+            except requests.RequestException as exc:
+                failure = f"could not be reached ({type(exc).__name__})"
+            if failure:
+                raise TransportFailure(failure)
+            status = response.status_code
+            if status != 204:
+                try:
+                    response.json()
+                except ValueError:
+                    raise TransportFailure(
+                        f"answered HTTP {status} with a body that is not JSON"
+                    ) from None
+            if status in (408, 409, 429) or status >= 500:
+                busy = ": a request with the same key is in progress" if status == 409 else ""
+                raise TransportFailure(f"answered HTTP {status}{busy}")
+            return response
+
+    return ProviderSession()
+
+
 class RedactedOptions(dict[str, Any]):
     """A provider's options; ``repr`` hides the secret ones."""
 
@@ -179,22 +378,107 @@ class BaseProvider:
     #: may have several (each may be captured or refunded on its own); "" for none.
     attempt_key: ClassVar[str] = ""
 
+    #: How options are checked, by name (see :data:`COMMON_OPTION_CHECKS`, which every
+    #: provider gets for the names it declares); a check returns the value kept.
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {}
+    #: The confirmation fields ``confirm_payment`` takes, with each one's longest value
+    #: (the API refuses any other field, and longer values, before calling the provider).
+    confirmation_fields: ClassVar[Mapping[str, int]] = {}
+
     def __init__(self, alias: str, **options: Any) -> None:
+        """Merge ``options`` over :attr:`default_options` and check them. Leave it alone,
+        or call ``super()`` first; checks between options go in :meth:`check_options`."""
+        self.alias = alias
         unknown = sorted(set(options) - set(self.default_options))
         if unknown:
-            raise ConfigurationError(
-                f"Unknown option {unknown[0]!r} for provider {alias!r} ({type(self).__name__}). "
-                f"Known options: {', '.join(sorted(self.default_options)) or 'none'}."
+            known = ", ".join(sorted(self.default_options)) or "none"
+            raise self.option_error(
+                unknown[0], f"is not an option of {type(self).__name__} (known: {known})"
             )
         merged = RedactedOptions({**self.default_options, **options})
         merged.secret_keys = frozenset(self.secret_options)
-        missing = [key for key in self.required_options if not merged.get(key)]
-        if missing:
-            raise ConfigurationError(
-                f"Provider {alias!r} ({type(self).__name__}) needs the option {missing[0]!r}."
-            )
-        self.alias = alias
+        for key in self.required_options:
+            if not merged.get(key):
+                raise self.option_error(key, "is required")
+        checks = {**COMMON_OPTION_CHECKS, **self.option_checks}
+        for key in merged.keys() & checks.keys():
+            try:
+                merged[key] = checks[key](merged[key])
+            except ValueError as exc:
+                raise self.option_error(key, str(exc)) from None
         self.options = merged
+        self._session: requests.Session | None = None
+        self.check_options()
+
+    def check_options(self) -> None:
+        """May be overridden: checks that involve several options (raise
+        :meth:`option_error`). Each option's own check belongs in :attr:`option_checks`."""
+
+    def option_error(self, key: str, problem: str) -> ConfigurationError:
+        """The error for option ``key``, in the one style every provider uses. Leave it alone."""
+        where = f"PAYGATE['PROVIDERS'][{self.alias!r}]['OPTIONS']"
+        return ConfigurationError(f"{where}[{key!r}] {problem}." if key else f"{where}: {problem}.")
+
+    # -- transport -------------------------------------------------------------
+
+    @property
+    def session(self) -> requests.Session:
+        """This instance's HTTP session (:func:`provider_session`), with the ``timeout``
+        option. Leave it alone: hand it to the SDK, or call it through :meth:`call`."""
+        if self._session is None:
+            self._session = provider_session(self.options.get("timeout") or 20.0)
+        return self._session
+
+    def call(self, operation: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)``, one call to the provider, with its failures mapped.
+
+        A :class:`TransportFailure` (or any ``requests`` error) is
+        :class:`ProviderUnavailable`: the outcome is unknown. Any other exception
+        goes to :meth:`translate_error`. Our errors pass through. Errors are
+        raised unchained, so nothing that holds a request or a response (and
+        its credentials) travels with them. Leave it alone.
+        """
+        try:
+            return fn(*args, **kwargs)
+        except PaygateError:
+            raise
+        except Exception as exc:
+            error = self._mapped(exc, operation)
+        raise error
+
+    def _mapped(self, exc: Exception, operation: str) -> PaygateError:
+        what = f"{self.name} {operation}"
+        if isinstance(exc, TransportFailure):
+            return ProviderUnavailable(
+                f"{what}: {exc}; the outcome is unknown.", provider=self.alias
+            )
+        translated = self.translate_error(exc, operation)
+        if translated is not None:
+            return translated
+        return ProviderUnavailable(
+            f"{what}: unexpected error in the client ({type(exc).__name__}); "
+            "the outcome is unknown.",
+            provider=self.alias,
+        )
+
+    def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
+        """May be overridden: our error for the SDK's ``exc`` (a decline, a refusal);
+        ``None`` treats it as an unknown outcome. Use :meth:`refused` for a refusal."""
+        return None
+
+    def refused(self, operation: str, message: str, **extra: Any) -> ProviderError:
+        """A :class:`ProviderError` for the provider's refusal, its ``message`` cut short and
+        scrubbed of secrets. Leave it alone."""
+        detail = self.scrub(message[:300], mask="***") or "refused"
+        return ProviderError(f"{self.name} {operation}: {detail}", provider=self.alias, **extra)
+
+    def clean_confirmation(self, data: Mapping[str, Any]) -> None:
+        """Refuse a confirmation field not in :attr:`confirmation_fields`. Leave it alone."""
+        unknown = sorted(set(data) - set(self.confirmation_fields))
+        if unknown:
+            raise ProviderError(
+                f"Unexpected confirmation field {unknown[0]!r}.", provider=self.alias
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"

@@ -527,6 +527,8 @@ class DummyProvider(BaseProvider):
         "webhook_retry_delay": 0.5,
     }
 
+    confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
+
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
         store = self.options["store"]

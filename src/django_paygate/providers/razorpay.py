@@ -336,6 +336,11 @@ class RazorpayProvider(BaseProvider):
         # Razorpay Checkout.js, as the shipped checkout page loads it (a stand-in for tests).
         "script_url": "https://checkout.razorpay.com/v1/checkout.js",
     }
+    confirmation_fields: ClassVar[Mapping[str, int]] = {
+        "razorpay_order_id": 255,
+        "razorpay_payment_id": 255,
+        "razorpay_signature": 255,
+    }
     required_options = ("key_id", "key_secret")
     secret_options = ("key_secret", "webhook_secret")
     supported_currencies = frozenset(
@@ -387,7 +392,7 @@ class RazorpayProvider(BaseProvider):
                 f"Razorpay option 'automatic_expiry_period' of {alias!r} must be None or "
                 "minutes from 12 to 7200."
             )
-        self.session = _GuardedSession(self.timeout)
+        self._session = _GuardedSession(self.timeout)
         self.client = razorpay.Client(
             session=self.session,
             auth=(opts["key_id"], opts["key_secret"]),

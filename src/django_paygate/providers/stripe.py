@@ -406,6 +406,7 @@ class StripeProvider(BaseProvider):
         # air-gapped staging; allow its host in your Content-Security-Policy).
         "script_url": "https://js.stripe.com/v3/",
     }
+    confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
     required_options = ("secret_key",)
     secret_options = ("secret_key", "webhook_secret")
     supported_currencies = frozenset(money.CURRENCY_EXPONENTS) - STRIPE_UNSUPPORTED

@@ -50,6 +50,7 @@ from django_paygate.exceptions import (
     ProviderError,
 )
 from django_paygate.models import AbstractPayment, Refund, get_payment_model
+from django_paygate.providers import get_provider
 from django_paygate.states import PaymentStatus
 
 if TYPE_CHECKING:
@@ -68,14 +69,6 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
 CREATE_FIELDS = frozenset({"payable", "id", "provider", "amount"})
 #: What the payable decides, never the browser (``amount`` only for a payable that accepts one).
 PRICED_BY_PAYABLE = frozenset({"amount", "currency", "email", "description", "metadata"})
-#: Confirmation data passed to the provider, by field name -> longest accepted value.
-CONFIRM_DATA_FIELDS: Mapping[str, int] = {
-    "payment_method": 255,
-    "return_url": 2048,
-    "razorpay_order_id": 255,
-    "razorpay_payment_id": 255,
-    "razorpay_signature": 255,
-}
 REFUND_FIELDS = frozenset({"payment_id", "amount", "reason"})
 
 
@@ -537,14 +530,18 @@ def confirm_payment(request: HttpRequest) -> HttpResponse:
     caller's decline velocity limit.
     """
     data = read_json(request)
-    errors = _unknown(data, {"payment_id", *CONFIRM_DATA_FIELDS})
     raw_id = data.get("payment_id")
     if raw_id is None:
-        errors["payment_id"] = "This field is required."
-    elif not isinstance(raw_id, str):
-        errors["payment_id"] = "Must be a string."
+        raise invalid({"payment_id": "This field is required."})
+    if not isinstance(raw_id, str):
+        raise invalid({"payment_id": "Must be a string."})
+    payment = payment_for(request, raw_id, staff_sees_all=False)
+    # Each provider names the confirmation fields it takes (a Stripe PaymentMethod,
+    # Razorpay's signed checkout answer), with their longest values.
+    fields = get_provider(payment.provider).confirmation_fields
+    errors = _unknown(data, {"payment_id", *fields})
     provider_data: dict[str, str] = {}
-    for name, max_length in CONFIRM_DATA_FIELDS.items():
+    for name, max_length in fields.items():
         value = _string(data, name, errors, max_length=max_length)
         if value:
             provider_data[name] = value
@@ -556,7 +553,6 @@ def confirm_payment(request: HttpRequest) -> HttpResponse:
     if errors:
         raise invalid(errors)
 
-    payment = payment_for(request, raw_id, staff_sees_all=False)
     attempt = security.reserve_decline_attempt(request)
     if attempt.retry_after is not None:
         raise rate_limited(

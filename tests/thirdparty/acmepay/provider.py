@@ -53,6 +53,7 @@ class AcmePayProvider(BaseProvider):
         "api_base": "https://api.acmepay.test/v1",
         "timeout": 10,
     }
+    confirmation_fields: ClassVar[Mapping[str, int]] = {"card": 255}
     required_options = ("api_key",)
     secret_options = ("api_key", "webhook_secret")
     supported_currencies = frozenset({"USD", "EUR"})
