@@ -52,7 +52,6 @@ than ``EMAIL_TIMEOUT``. Delivery is exactly once in every other case.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,7 +62,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, ForeignKey, Model, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from django_paygate import sql
@@ -173,7 +172,7 @@ def claim(notification_id: int) -> bool:
     now = timezone.now()
     params = [Status.SENDING, _when(now + lease()), notification_id, *_due_params(now)]
     with sql.database().cursor() as cursor:
-        cursor.execute(_statements().claim, params)
+        cursor.execute(sql.outbox().claim, params)
         return cursor.rowcount == 1
 
 
@@ -203,7 +202,7 @@ def deliver(notification_ids: list[int], *, claimed: bool = False) -> dict[str, 
 def _read_claimed(pk: int) -> Sequence[Any] | None:
     """The row with its related rows while it is still its first claim; else ``None``."""
     with sql.database().cursor() as cursor:
-        cursor.execute(_statements().load_first_claim, [pk, Status.SENDING, 1])
+        cursor.execute(sql.outbox().load_first_claim, [pk, Status.SENDING, 1])
         row: Sequence[Any] | None = cursor.fetchone()
         return row
 
@@ -215,7 +214,7 @@ def _claim_and_read(pk: int) -> Sequence[Any] | None:
     dispute and user (the claim commits with it); the row comes back. Elsewhere an
     empty row: :func:`_load` reads it after the claim.
     """
-    statement = _statements().claim_and_load
+    statement = sql.outbox().claim_and_load
     if statement is None:
         return () if claim(pk) else None
     now = timezone.now()
@@ -228,7 +227,7 @@ def _claim_and_read(pk: int) -> Sequence[Any] | None:
 
 def due_ids(limit: int | None = None, *, after: int | None = None) -> list[int]:
     """Ids of the rows due now, oldest first, optionally only those above ``after``."""
-    statement = _statements().due_ids
+    statement = sql.outbox().due_ids
     params = [*_due_params(timezone.now()), 0 if after is None else after]  # ids start at 1
     if limit:
         statement += " LIMIT %s"
@@ -298,7 +297,7 @@ def _deliver_claimed(pk: int, row: Sequence[Any]) -> str:
         Status.SENDING,
         notification.attempts,
     ]
-    return SENT if _update(_statements().sent, params) else SKIPPED
+    return SENT if _update(sql.outbox().sent, params) else SKIPPED
 
 
 def _update(statement: str, params: list[Any]) -> bool:
@@ -311,7 +310,7 @@ def _update(statement: str, params: list[Any]) -> bool:
 def _load(pk: int) -> Notification:
     """A claimed row with its payment (and the payment's user), refund and dispute."""
     with sql.database().cursor() as cursor:
-        cursor.execute(_statements().load, [pk])
+        cursor.execute(sql.outbox().load, [pk])
         row = cursor.fetchone()
     if row is None:
         raise Notification.DoesNotExist(f"No notification {pk}.")
@@ -320,7 +319,7 @@ def _load(pk: int) -> Notification:
 
 def _from_row(row: Sequence[Any]) -> Notification:
     """The notification and its related rows from the columns :attr:`_Statements.load` selects."""
-    statements = _statements()
+    statements = sql.outbox()
     parts: list[Sequence[Any]] = []
     for model in statements.loaded:
         parts.append(row[: sql.width(model)])
@@ -377,7 +376,7 @@ def _send_signal(notification: Notification, *, record: bool = True) -> bool:
     # record renews the lease; it finds no row if another worker took the claim over.
     now = timezone.now()
     params = [True, _when(now + lease()), notification.pk, Status.SENDING, notification.attempts]
-    return _update(_statements().signal_sent, params)
+    return _update(sql.outbox().signal_sent, params)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -418,77 +417,8 @@ def _when(value: datetime) -> Any:
 
 
 def _due_params(now: datetime) -> list[Any]:
-    """The parameters of the "due now" condition of :func:`_statements`."""
+    """The parameters of the "due now" condition of :func:`sql.outbox`'s statements."""
     return [Status.PENDING, _when(now), Status.SENDING, _when(now)]
-
-
-@dataclass(frozen=True)
-class _Statements:
-    claim: str
-    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement; ``None`` elsewhere.
-    claim_and_load: str | None
-    due_ids: str
-    load: str
-    #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
-    load_first_claim: str
-    #: The models whose columns :attr:`load` selects, in order: the notification,
-    #: its payment, refund and dispute, the payment's user.
-    loaded: tuple[type[Model], ...]
-    signal_sent: str
-    sent: str
-
-
-@functools.cache
-def _statements() -> _Statements:
-    qn = sql.database().ops.quote_name
-    table = qn(Notification._meta.db_table)
-    status, next_at, attempts, id_ = qn("status"), qn("next_attempt_at"), qn("attempts"), qn("id")
-    # Due now: pending and past its backoff, or sending with a lapsed lease.
-    due = (
-        f"(({status} = %s AND ({next_at} IS NULL OR {next_at} <= %s))"
-        f" OR ({status} = %s AND {next_at} <= %s))"
-    )
-    payment = _foreign_key(Notification, "payment")
-    joins: list[tuple[str, str, str, ForeignKey[Any, Any]]] = [
-        ("JOIN", "n", "p", payment),
-        ("LEFT JOIN", "n", "r", _foreign_key(Notification, "refund")),
-        ("LEFT JOIN", "n", "d", _foreign_key(Notification, "dispute")),
-        ("LEFT JOIN", "p", "u", _foreign_key(_related(payment), "user")),
-    ]
-    loaded: tuple[type[Model], ...] = (Notification, *(_related(fk) for *_, fk in joins))
-    joined = " ".join(
-        f"{kind} {qn(_related(fk)._meta.db_table)} {alias} "
-        f"ON {alias}.{qn(str(fk.target_field.column))} = {source}.{qn(str(fk.column))}"
-        for kind, source, alias, fk in joins
-    )
-    selected = ", ".join(
-        sql.columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
-    )
-    claim = (
-        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
-        f"WHERE {id_} = %s AND {due}"
-    )
-    together = f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
-    return _Statements(
-        claim=claim,
-        claim_and_load=together if sql.database().vendor == "postgresql" else None,
-        due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
-        load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
-        load_first_claim=(
-            f"SELECT {selected} FROM {table} n {joined} "
-            f"WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
-        ),
-        loaded=loaded,
-        signal_sent=(
-            f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "
-            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
-        ),
-        sent=(
-            f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
-            f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = '' "
-            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
-        ),
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -546,13 +476,3 @@ def connect_tracking() -> bool:
         return False
     tracking.connect(_on_tracking, dispatch_uid="django_paygate_tracking")
     return True
-
-
-def _foreign_key(model: type[Model], name: str) -> ForeignKey[Any, Any]:
-    field = model._meta.get_field(name)
-    assert isinstance(field, ForeignKey)
-    return field
-
-
-def _related(field: ForeignKey[Any, Any]) -> type[Model]:
-    return field.related_model

@@ -27,7 +27,6 @@ payment's signals here are the contract.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -40,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -1555,7 +1554,7 @@ def sync_stuck_payments(
         before, error, flagged = payment.status, "", False
         try:
             # In autocommit (the command) every step of a repair is its own transaction.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with transaction.atomic() if sql.database().in_atomic_block else nullcontext():
                 after = sync_payment(payment).status
         except PaygateError as exc:
             after, error = payment.status, f"{type(exc).__name__}: {exc}"
@@ -1641,26 +1640,7 @@ def payment_lookup(
         params.append(event.provider_payment_id)
     if by_our_id:
         params.append(sql.prep(Payment, "id", uuid.UUID(event.our_payment_id)))
-    return _lookup_sql(Payment, bool(event.provider_payment_id), by_our_id, lock), params
-
-
-@functools.cache
-def _lookup_sql(
-    Payment: type[AbstractPayment], by_provider_id: bool, by_our_id: bool, lock: bool
-) -> str:
-    qn = connection.ops.quote_name
-    # Column names are AbstractPayment's field names, in every concrete model.
-    provider_id = qn("provider_payment_id")
-    matches = [f"{provider_id} = %s"] if by_provider_id else []
-    if by_our_id:
-        unlinked = f" AND {provider_id} IS NULL" if by_provider_id else ""
-        matches.append(f"({qn('id')} = %s{unlinked})")
-    where = f"{qn('provider')} = %s AND ({' OR '.join(matches)})"
-    if by_provider_id and by_our_id:
-        where += f" ORDER BY {provider_id} IS NULL"  # the provider's id first
-    if lock:
-        return sql.select_sql(Payment, where, lock=True)
-    return f"SELECT {qn('id')} FROM {qn(Payment._meta.db_table)} WHERE {where} LIMIT 1"
+    return sql.payment_lookup(Payment, bool(event.provider_payment_id), by_our_id, lock), params
 
 
 def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: WebhookEvent) -> bool:

@@ -14,6 +14,12 @@ of one call share a snapshot there, so none may depend on another's row.
 :func:`select_sql` and :func:`from_row` read a row back (the payment, locked)
 with the converters the ORM would apply, into the same instance it would build.
 
+Every SQL text the app runs outside the ORM is here, named: the payment lookup
+of a webhook event (:func:`payment_lookup`), the inbox claim
+(:func:`inbox_claim`, :func:`inbox_claim_locking`), the outbox delivery's
+statements (:func:`outbox`) and the health check's :func:`ping`.
+:func:`database` is the one place that names the database alias.
+
 These writes call no ``save()`` and send no ``pre_save``/``post_save`` (nor,
 for inserts, ``pre_init``/``post_init``: no instance is built): the
 library's own signals (:mod:`django_paygate.signals`) are the contract.
@@ -28,7 +34,7 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model
+from django.db.models import Field, ForeignKey, Model
 
 M = TypeVar("M", bound=Model)
 
@@ -308,3 +314,148 @@ def _select_columns(model: type[Model]) -> tuple[_Column, ...]:
         ]
         columns.append(_Column(field, expression, tuple(converters)))
     return tuple(columns)
+
+
+# ---------------------------------------------------------------------------
+# Named statements: every SQL text the app runs outside the ORM
+# ---------------------------------------------------------------------------
+
+
+@cache
+def payment_lookup(Payment: type[Model], by_provider_id: bool, by_our_id: bool, lock: bool) -> str:
+    """The payment of a provider's event: by the provider's id, by ours (when the payment is
+    not linked yet), or either (the provider's first); its id, or (``lock``) its row, locked."""
+    qn = _qn
+    # Column names are AbstractPayment's field names, in every concrete model.
+    provider_id = qn("provider_payment_id")
+    matches = [f"{provider_id} = %s"] if by_provider_id else []
+    if by_our_id:
+        unlinked = f" AND {provider_id} IS NULL" if by_provider_id else ""
+        matches.append(f"({qn('id')} = %s{unlinked})")
+    where = f"{qn('provider')} = %s AND ({' OR '.join(matches)})"
+    if by_provider_id and by_our_id:
+        where += f" ORDER BY {provider_id} IS NULL"  # the provider's id first
+    if lock:
+        return select_sql(Payment, where, lock=True)
+    return f"SELECT {qn('id')} FROM {qn(Payment._meta.db_table)} WHERE {where} LIMIT 1"
+
+
+@cache
+def inbox_claim(columns: tuple[str, ...], replay: bool, *, payment: str | None) -> str:
+    """``INSERT … ON CONFLICT … DO UPDATE … RETURNING id, payment_id`` for the inbox.
+
+    ``payment`` is the SQL of the payment's id (a subquery), or ``None``.
+    """
+    from django_paygate.models import WebhookEvent
+
+    Status = WebhookEvent.Status
+    qn = database().ops.quote_name
+    table = qn(WebhookEvent._meta.db_table)
+    retake = ", ".join(
+        f"{qn(c)} = EXCLUDED.{qn(c)}" for c in ("status", "error", "processed_at", "payment_id")
+    )
+    retryable = f"{table}.{qn('status')} IN ('{Status.RECEIVED.value}', '{Status.FAILED.value}')"
+    marks = ", ".join(["%s"] * len(columns))
+    return (
+        f"INSERT INTO {table} ({', '.join(map(qn, columns))}, {qn('payment_id')}) "
+        f"VALUES ({marks}, {payment or 'NULL'}) "
+        f"ON CONFLICT ({qn('provider')}, {qn('event_id')}) DO UPDATE SET "
+        f"{qn('attempts')} = {table}.{qn('attempts')} + 1, {retake}"
+        f"{'' if replay else f' WHERE {retryable}'} RETURNING {qn('id')}, {qn('payment_id')}"
+    )
+
+
+@cache
+def inbox_claim_locking(columns: tuple[str, ...], replay: bool, lookup: str) -> str:
+    """:func:`inbox_claim` after ``lookup`` found and locked the payment (``WITH p``), in one
+    statement: the inbox row's id, then the payment's whole row (PostgreSQL)."""
+    claim = inbox_claim(columns, replay, payment="(SELECT id FROM p)")
+    return f"WITH p AS ({lookup}), c AS ({claim}) SELECT c.id, p.* FROM c LEFT JOIN p ON true"
+
+
+def ping() -> None:
+    """One round trip to the database (the health check); raises when it does not answer."""
+    with database().cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@dataclass(frozen=True)
+class OutboxStatements:
+    claim: str
+    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement; ``None`` elsewhere.
+    claim_and_load: str | None
+    due_ids: str
+    load: str
+    #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
+    load_first_claim: str
+    #: The models whose columns :attr:`load` selects, in order: the notification,
+    #: its payment, refund and dispute, the payment's user.
+    loaded: tuple[type[Model], ...]
+    signal_sent: str
+    sent: str
+
+
+@cache
+def outbox() -> OutboxStatements:
+    """The outbox delivery's statements, built once (the ORM would compile them per row)."""
+    from django_paygate.models import Notification
+
+    qn = database().ops.quote_name
+    table = qn(Notification._meta.db_table)
+    status, next_at, attempts, id_ = qn("status"), qn("next_attempt_at"), qn("attempts"), qn("id")
+    # Due now: pending and past its backoff, or sending with a lapsed lease.
+    due = (
+        f"(({status} = %s AND ({next_at} IS NULL OR {next_at} <= %s))"
+        f" OR ({status} = %s AND {next_at} <= %s))"
+    )
+    payment = _foreign_key(Notification, "payment")
+    joins: list[tuple[str, str, str, ForeignKey[Any, Any]]] = [
+        ("JOIN", "n", "p", payment),
+        ("LEFT JOIN", "n", "r", _foreign_key(Notification, "refund")),
+        ("LEFT JOIN", "n", "d", _foreign_key(Notification, "dispute")),
+        ("LEFT JOIN", "p", "u", _foreign_key(_related(payment), "user")),
+    ]
+    loaded: tuple[type[Model], ...] = (Notification, *(_related(fk) for *_, fk in joins))
+    joined = " ".join(
+        f"{kind} {qn(_related(fk)._meta.db_table)} {alias} "
+        f"ON {alias}.{qn(str(fk.target_field.column))} = {source}.{qn(str(fk.column))}"
+        for kind, source, alias, fk in joins
+    )
+    selected = ", ".join(
+        columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
+    )
+    claim = (
+        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
+        f"WHERE {id_} = %s AND {due}"
+    )
+    together = f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
+    return OutboxStatements(
+        claim=claim,
+        claim_and_load=together if database().vendor == "postgresql" else None,
+        due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
+        load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
+        load_first_claim=(
+            f"SELECT {selected} FROM {table} n {joined} "
+            f"WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
+        ),
+        loaded=loaded,
+        signal_sent=(
+            f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "
+            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
+        ),
+        sent=(
+            f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
+            f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = '' "
+            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
+        ),
+    )
+
+
+def _foreign_key(model: type[Model], name: str) -> ForeignKey[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, ForeignKey)
+    return field
+
+
+def _related(field: ForeignKey[Any, Any]) -> type[Model]:
+    return field.related_model

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.datastructures import CaseInsensitiveMapping
@@ -448,8 +448,7 @@ def health(*, details: bool) -> tuple[dict[str, Any], bool]:
     many of its events are ``failed``.
     """
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        sql.ping()
         database = True
     except Exception:
         logger.exception("Health check: the database did not answer.")
@@ -499,7 +498,7 @@ def _values(
 
 
 def _native_upsert() -> bool:
-    return connection.vendor in {"postgresql", "sqlite"}
+    return sql.database().vendor in {"postgresql", "sqlite"}
 
 
 def _claim(
@@ -515,10 +514,10 @@ def _claim(
     values = _values(alias, event, payload, headers)
     if not _native_upsert():
         return _claim_with_savepoint(alias, event, values, replay=replay)
-    locking = connection.vendor == "postgresql"
+    locking = sql.database().vendor == "postgresql"
     lookup = services.payment_lookup(alias, event, lock=locking) if event.actionable else None
     statement, params = _claim_statement(values, lookup, replay=replay, locking=locking)
-    with connection.cursor() as cursor:
+    with sql.database().cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
@@ -547,37 +546,14 @@ def _claim_statement(
     columns = tuple(values)
     params = [sql.prep(WebhookEvent, name, value) for name, value in values.items()]
     if lookup is None:
-        return _claim_sql(columns, replay, payment=None), params
+        return sql.inbox_claim(columns, replay, payment=None), params
     lookup_sql, lookup_params = lookup
     if not locking:
-        return _claim_sql(columns, replay, payment=f"({lookup_sql})"), [*params, *lookup_params]
-    claim = _claim_sql(columns, replay, payment="(SELECT id FROM p)")
-    statement = (
-        f"WITH p AS ({lookup_sql}), c AS ({claim}) SELECT c.id, p.* FROM c LEFT JOIN p ON true"
-    )
-    return statement, [*lookup_params, *params]
-
-
-@functools.cache
-def _claim_sql(columns: tuple[str, ...], replay: bool, *, payment: str | None) -> str:
-    """``INSERT … ON CONFLICT … DO UPDATE … RETURNING id, payment_id`` for the inbox.
-
-    ``payment`` is the SQL of the payment's id (a subquery), or ``None``.
-    """
-    qn = connection.ops.quote_name
-    table = qn(WebhookEvent._meta.db_table)
-    retake = ", ".join(
-        f"{qn(c)} = EXCLUDED.{qn(c)}" for c in ("status", "error", "processed_at", "payment_id")
-    )
-    retryable = f"{table}.{qn('status')} IN ('{Status.RECEIVED.value}', '{Status.FAILED.value}')"
-    marks = ", ".join(["%s"] * len(columns))
-    return (
-        f"INSERT INTO {table} ({', '.join(map(qn, columns))}, {qn('payment_id')}) "
-        f"VALUES ({marks}, {payment or 'NULL'}) "
-        f"ON CONFLICT ({qn('provider')}, {qn('event_id')}) DO UPDATE SET "
-        f"{qn('attempts')} = {table}.{qn('attempts')} + 1, {retake}"
-        f"{'' if replay else f' WHERE {retryable}'} RETURNING {qn('id')}, {qn('payment_id')}"
-    )
+        return sql.inbox_claim(columns, replay, payment=f"({lookup_sql})"), [
+            *params,
+            *lookup_params,
+        ]
+    return sql.inbox_claim_locking(columns, replay, lookup_sql), [*lookup_params, *params]
 
 
 def _claim_with_savepoint(
@@ -587,7 +563,7 @@ def _claim_with_savepoint(
     payment: AnyPayment | None = None
     lookup = services.payment_lookup(alias, event, lock=True) if event.actionable else None
     if lookup:
-        with connection.cursor() as cursor:
+        with sql.database().cursor() as cursor:
             cursor.execute(*lookup)
             found = cursor.fetchone()
         payment = sql.from_row(get_payment_model(), found) if found else None
