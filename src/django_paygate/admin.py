@@ -411,7 +411,14 @@ class PaymentAdmin(
         "customer",
         "created_display",
     )
-    list_filter = ("status", "provider", "needs_review", "currency", ClientNetworkFilter)
+    list_filter = (
+        "status",
+        "provider",
+        "needs_review",
+        "review_code",
+        "currency",
+        ClientNetworkFilter,
+    )
     search_fields = ("provider_payment_id", "email")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
@@ -437,6 +444,7 @@ class PaymentAdmin(
         "description",
         "failure_code",
         "needs_review",
+        "review_code",
         "review_reason",
     )
 
@@ -519,6 +527,7 @@ class PaymentAdmin(
                 p.description,
                 p.failure_code,
                 p.needs_review,
+                p.review_code,
                 p.review_reason,
             ]
 

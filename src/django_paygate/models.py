@@ -68,6 +68,28 @@ class Source(models.TextChoices):
     ADMIN = "admin", _("Admin")
 
 
+class ReviewReason(models.TextChoices):
+    """Why a payment needs a person: stored on it (``review_code``, the latest reason) so
+    staff can filter by it; ``review_reason`` keeps every reason's details, one per line."""
+
+    AMOUNT_MISMATCH = "amount_mismatch", _("The provider's amount or currency differs")
+    UNRECORDED_REFUNDS = "unrecorded_refunds", _("Refunds at the provider not recorded here")
+    SECOND_CAPTURE = "second_capture", _("Another attempt captured too")
+    PAID_AFTER_END = "paid_after_end", _("Captured at the provider after it ended here")
+    OVER_CAPTURED = "over_captured", _("More captured than authorized")
+    PAYABLE_CHANGED = "payable_changed", _("Paid after its payable changed")
+    CANCEL_FAILED = "cancel_failed", _("Its payable changed, and canceling it failed")
+    REFUND_CURRENCY = "refund_currency", _("A refund in another currency")
+    REFUND_OTHER_ATTEMPT = "refund_other_attempt", _("A refund of another attempt")
+    REFUND_EXCEEDS = "refund_exceeds", _("A refund beyond what is left to refund")
+    REFUND_REVIVED = "refund_revived", _("A refund succeeded after it had ended")
+    REFUND_REVERSED = "refund_reversed", _("A refund failed after it had succeeded")
+    KEY_REJECTED = "key_rejected", _("The provider rejected an idempotency key")
+    UNRESOLVED = "unresolved", _("Left unresolved by sync")
+    SYNC_FAILING = "sync_failing", _("Sync keeps failing")
+    EVENT_UNAPPLIED = "event_unapplied", _("A webhook event cannot be applied")
+
+
 class AbstractPayment(models.Model):
     """One attempt to take an amount of money from a customer.
 
@@ -130,6 +152,9 @@ class AbstractPayment(models.Model):
 
     needs_review = models.BooleanField(_("needs review"), default=False)
     review_reason = models.TextField(_("review reason"), blank=True)
+    review_code = models.CharField(
+        _("review code"), max_length=32, choices=ReviewReason.choices, blank=True, db_index=True
+    )
 
     #: What this payment is for: the host's payable (see :mod:`django_paygate.payables`).
     payable_type = models.ForeignKey(

@@ -67,6 +67,7 @@ from django_paygate.models import (
     Notification,
     PaymentEvent,
     Refund,
+    ReviewReason,
     Source,
     WebhookEvent,
     fit,
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_paygate")
 
 P = PaymentStatus
+R = ReviewReason
 
 #: Payment statuses that owe the customer a post-commit notification.
 _NOTIFY_ON = {
@@ -238,6 +240,7 @@ def _change(
 
 def _flag_for_review(
     payment: AnyPayment,
+    code: ReviewReason,
     reason: str,
     *,
     source: str,
@@ -248,11 +251,12 @@ def _flag_for_review(
     logger.warning("Payment %s needs review: %s", payment.pk, reason)
     first = not payment.needs_review
     payment.needs_review = True
+    payment.review_code = code.value
     payment.review_reason = (
         f"{payment.review_reason}\n{reason}" if payment.review_reason else reason
     )[-2000:]
     writes = [
-        _payment_update(payment, "needs_review", "review_reason", *fields),
+        _payment_update(payment, "needs_review", "review_code", "review_reason", *fields),
         _audit(payment, source, note=f"needs review: {reason}", webhook_event=webhook_event),
     ]
     if first:
@@ -306,23 +310,26 @@ def _apply_payment(
     if not problem and (result.amount_refunded or 0) > payment.amount_refunded:
         problem = _unrecorded_refunds(payment, result.amount_refunded or 0)
     if not problem and other and status == P.SUCCEEDED and current in PAID_STATUSES:
-        problem = f"provider reports a second capture: {other}"
+        problem = R.SECOND_CAPTURE, f"provider reports a second capture: {other}"
     if not problem and status == P.SUCCEEDED and not current_news:
         # Money was taken for a payment we consider over (an abandoned order paid
         # later): never dropped silently, never applied blindly.
-        problem = f"provider reports the payment captured, but it is {current} here"
+        problem = (
+            R.PAID_AFTER_END,
+            f"provider reports the payment captured, but it is {current} here",
+        )
     if not problem and status == P.SUCCEEDED and current_news:
         # An update that does not say how much was taken never raises a partial capture;
         # with nothing captured yet, it means the whole amount.
         captured = result.amount_captured or payment.amount_captured or payment.amount
         if captured > payment.amount:
-            problem = f"provider reports {captured} captured of {payment.amount}"
+            problem = R.OVER_CAPTURED, f"provider reports {captured} captured of {payment.amount}"
         elif captured > payment.amount_captured:
             payment.amount_captured = captured
             fields.append("amount_captured")
     if problem:
         _flag_for_review(
-            payment, problem, source=source, webhook_event=webhook_event, fields=tuple(fields)
+            payment, *problem, source=source, webhook_event=webhook_event, fields=tuple(fields)
         )
         return True
     if status == P.FAILED and moves and result.failure_code != payment.failure_code:
@@ -364,6 +371,7 @@ def _review_changed_payable(
     if reason:
         _flag_for_review(
             payment,
+            R.PAYABLE_CHANGED,
             f"paid after its payable changed: {reason}",
             source=source,
             webhook_event=webhook_event,
@@ -381,15 +389,20 @@ def _other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
     return f"{key} {theirs}, not {mine}" if key and mine and theirs and mine != theirs else ""
 
 
-def _mismatch(payment: AnyPayment, result: ProviderPayment) -> str:
+#: Why a payment needs review: the code, and the details.
+_Problem = tuple[ReviewReason, str] | None
+
+
+def _mismatch(payment: AnyPayment, result: ProviderPayment) -> _Problem:
     if result.currency and result.currency.upper() != payment.currency:
-        return f"provider currency {result.currency.upper()} differs from {payment.currency}"
+        detail = f"provider currency {result.currency.upper()} differs from {payment.currency}"
+        return R.AMOUNT_MISMATCH, detail
     if result.amount is not None and result.amount != payment.amount:
-        return f"provider amount {result.amount} differs from {payment.amount}"
-    return ""
+        return R.AMOUNT_MISMATCH, f"provider amount {result.amount} differs from {payment.amount}"
+    return None
 
 
-def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> str:
+def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> _Problem:
     """Why a provider's refunded total is more than this payment's refunds explain, or "".
 
     Some events give only the total (Stripe's ``charge.refunded`` on API versions
@@ -397,8 +410,8 @@ def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> str:
     are recorded by a sync.
     """
     if refunded <= _refund_reserved(payment, disputes=False):
-        return ""
-    return (
+        return None
+    return R.UNRECORDED_REFUNDS, (
         f"provider reports {refunded} refunded, {payment.amount_refunded} recorded here; "
         "sync the payment to record its refunds"
     )
@@ -447,6 +460,7 @@ def _apply_refund(
     if result.currency and result.currency.upper() != payment.currency:
         _flag_for_review(
             payment,
+            R.REFUND_CURRENCY,
             f"refund {result.provider_refund_id} in {result.currency}",
             source=source,
             webhook_event=webhook_event,
@@ -456,6 +470,7 @@ def _apply_refund(
     if other:
         _flag_for_review(
             payment,
+            R.REFUND_OTHER_ATTEMPT,
             f"refund {result.provider_refund_id} of {result.amount} is for {other}",
             source=source,
             webhook_event=webhook_event,
@@ -468,6 +483,7 @@ def _apply_refund(
         if not final and _refund_reserved(payment) + result.amount > payment.amount_captured:
             _flag_for_review(
                 payment,
+                R.REFUND_EXCEEDS,
                 f"refund {result.provider_refund_id} of {result.amount} "
                 "exceeds what is left to refund",
                 source=source,
@@ -496,6 +512,7 @@ def _apply_refund(
             # that left while we recorded a refusal: only a person can tell.
             _flag_for_review(
                 payment,
+                R.REFUND_REVIVED,
                 f"refund {refund.pk} reported succeeded after it was {old.value}",
                 source=source,
                 webhook_event=webhook_event,
@@ -535,6 +552,7 @@ def _apply_refund(
         if back:
             _flag_for_review(
                 payment,
+                R.REFUND_REVERSED,
                 f"refund {refund.pk} failed after it had succeeded; its money came back",
                 source=source,
                 webhook_event=webhook_event,
@@ -975,7 +993,7 @@ def check_payable(payment: AbstractPayment) -> None:
     try:
         cancel_payment(payment)
     except PaygateError as exc:
-        _review(payment, f"{reason}, and canceling it failed: {exc}")  # type: ignore[arg-type]
+        _review(payment, R.CANCEL_FAILED, f"{reason}, and canceling it failed: {exc}")  # type: ignore[arg-type]
     raise PayableChanged(
         "The amount due changed since this payment was started: it was canceled. "
         "Start the payment again."
@@ -1102,9 +1120,9 @@ def _open_at_provider(
     return locked
 
 
-def _review(payment: AnyPayment, reason: str) -> None:
+def _review(payment: AnyPayment, code: ReviewReason, reason: str) -> None:
     with transaction.atomic():
-        _flag_for_review(lock_payment(payment.pk), reason, source=Source.API)
+        _flag_for_review(lock_payment(payment.pk), code, reason, source=Source.API)
 
 
 _T = TypeVar("_T")
@@ -1123,7 +1141,7 @@ def _call_provider(payment: AnyPayment, operation: str, call: Callable[[], _T]) 
     try:
         return fit_answer(call())
     except ProviderIdempotencyError as exc:
-        _review(payment, f"{operation}: {exc}")
+        _review(payment, R.KEY_REJECTED, f"{operation}: {exc}")
         raise
     except ProviderUnavailable as exc:
         logger.warning(
@@ -1569,7 +1587,11 @@ def sync_stuck_payments(
         still_open = after in IN_FLIGHT_PAYMENT_STATUSES or (error and before != P.AUTHORIZED)
         old = payment.created_at < review_before
         if still_open and old and not (flagged or payment.needs_review):
-            _review(payment, f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC")
+            _review(
+                payment,
+                R.UNRESOLVED,
+                f"unresolved by sync since {payment.created_at:%Y-%m-%d %H:%M} UTC",
+            )
             flagged = True
         yield SyncOutcome(payment.pk, before, after, error, flagged)
 
@@ -1601,7 +1623,10 @@ def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:
             if failures < SYNC_FAILURES_BEFORE_REVIEW or locked.needs_review:
                 return False
             _flag_for_review(
-                locked, f"sync failed {failures} times; last: {error}", source=Source.SYNC
+                locked,
+                R.SYNC_FAILING,
+                f"sync failed {failures} times; last: {error}",
+                source=Source.SYNC,
             )
             return True
     except Exception:  # the database itself failed: the next sweep tries again
@@ -1685,6 +1710,7 @@ def review_unapplied_event(
         return
     _flag_for_review(
         lock_payment(payment_id),
+        R.EVENT_UNAPPLIED,
         f"webhook event {webhook_event.event_id} cannot be applied: {error}",
         source=Source.WEBHOOK,
         webhook_event=webhook_event,

@@ -201,3 +201,15 @@ def test_dispute_email_links_to_the_payments_admin_page(settings, site_url, pref
     assert f"Admin page: {link}\n" in message.body
     html = message.alternatives[0][0]
     assert link in html
+
+
+def test_payment_list_filters_by_review_code(console):
+    over = PaymentFactory(needs_review=True, review_code="refund_exceeds", review_reason="x")
+    failing = PaymentFactory(needs_review=True, review_code="sync_failing", review_reason="y")
+    PaymentFactory()
+    response = console.get(payment_url("changelist"), {"review_code__exact": "refund_exceeds"})
+    assert _ids(response) == {over.pk}
+    response = console.get(payment_url("changelist"), {"review_code__exact": "sync_failing"})
+    assert _ids(response) == {failing.pk}
+    html = console.get(payment_url("changelist")).content.decode()
+    assert "A refund beyond what is left to refund" in html  # the filter names each code

@@ -45,6 +45,7 @@ def test_a_rejected_idempotency_key_flags_the_payment(dummy: Any, method: str) -
     payment = reloaded(payment)
     assert payment.status == status
     assert payment.needs_review
+    assert payment.review_code == "key_rejected"
     assert "key reused" in payment.review_reason
 
 

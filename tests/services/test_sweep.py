@@ -102,6 +102,7 @@ def test_repeated_failures_flag_the_payment_once(
     assert flags == [False] * (services.SYNC_FAILURES_BEFORE_REVIEW - 1) + [True, False]
     broken = reloaded(broken)
     assert broken.needs_review
+    assert broken.review_code == "sync_failing"
     assert f"sync failed {services.SYNC_FAILURES_BEFORE_REVIEW} times" in broken.review_reason
 
 

@@ -39,6 +39,7 @@ def shop(user: Any, other_user: Any) -> dict[str, Any]:
             currency="EUR",
             email="someone@example.org",
             needs_review=True,
+            review_code="over_captured",
             review_reason="provider reports 999 captured of 1000",
         ),
         "guest": _on(4, status="pending", provider="stripe"),
@@ -64,6 +65,7 @@ def test_staff_see_every_payment_with_review_fields(staff_api: Api, shop: dict) 
     flagged = next(r for r in body["results"] if r["id"] == str(shop["theirs"].pk))
     assert flagged["needs_review"] is True
     assert flagged["review_reason"] == "provider reports 999 captured of 1000"
+    assert flagged["review_code"] == "over_captured"
 
 
 @pytest.mark.parametrize(
@@ -77,6 +79,8 @@ def test_staff_see_every_payment_with_review_fields(staff_api: Api, shop: dict) 
         ({"start": "2024-03-04"}, ["mine_new", "guest"]),
         ({"end": "2024-03-01"}, ["mine_old"]),
         ({"needs_review": "1"}, ["theirs"]),
+        ({"review_code": "over_captured"}, ["theirs"]),
+        ({"review_code": "sync_failing"}, []),
         ({"needs_review": "0", "status": "succeeded"}, ["mine_old"]),
         ({"review_reason": "CAPTURED of"}, ["theirs"]),
         ({"q": "pi_mine"}, ["mine_new"]),
@@ -112,6 +116,7 @@ def test_pages(staff_api: Api, shop: dict) -> None:
         ({"start": "2024-03-10", "end": "2024-03-01"}, "end"),
         ({"start": "yesterday"}, "start"),
         ({"needs_review": "maybe"}, "needs_review"),
+        ({"review_code": "bored"}, "review_code"),
         ({"page": "0"}, "page"),
         ({"page_size": "101"}, "page_size"),
         ({"q": "x" * 256}, "q"),
@@ -124,7 +129,7 @@ def test_invalid_parameters_are_400(staff_api: Api, params: dict, field: str) ->
     assert field in response.json_body["error"]["fields"]
 
 
-@pytest.mark.parametrize("name", ["needs_review", "review_reason"])
+@pytest.mark.parametrize("name", ["needs_review", "review_code", "review_reason"])
 def test_review_filters_are_for_staff_only(api: Api, shop: dict, name: str) -> None:
     response = api.get("payments", {name: "1"})
     assert response.status_code == 400

@@ -138,6 +138,7 @@ def test_amount_or_currency_mismatch_flags_review(
     assert payment.amount_captured == 0
     assert payment.needs_review is True
     assert "differs" in payment.review_reason
+    assert payment.review_code == "amount_mismatch"
     assert signal_spy.count("payment_succeeded") == 0
     assert signal_spy.count("payment_needs_review") == 1
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED

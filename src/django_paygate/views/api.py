@@ -49,7 +49,7 @@ from django_paygate.exceptions import (
     PaymentDeclined,
     ProviderError,
 )
-from django_paygate.models import AbstractPayment, Refund, get_payment_model
+from django_paygate.models import AbstractPayment, Refund, ReviewReason, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.states import PaymentStatus
 
@@ -394,6 +394,7 @@ def payment_json(payment: AbstractPayment, *, staff: bool = False) -> dict[str, 
     }
     if staff:
         data["needs_review"] = payment.needs_review
+        data["review_code"] = payment.review_code
         data["review_reason"] = payment.review_reason
         data["user_id"] = payment.user_id
     return data
@@ -737,7 +738,7 @@ def payment_analytics(request: HttpRequest) -> HttpResponse:
 PAYMENTS_PARAMS = frozenset(
     {"status", "provider", "currency", "start", "end", "q", "page", "page_size"}
 )
-PAYMENTS_STAFF_PARAMS = frozenset({"needs_review", "review_reason"})
+PAYMENTS_STAFF_PARAMS = frozenset({"needs_review", "review_code", "review_reason"})
 PAYMENTS_PAGE_SIZE = 20
 PAYMENTS_MAX_PAGE_SIZE = 100
 MAX_SEARCH_LENGTH = 255
@@ -802,6 +803,11 @@ def payments(request: HttpRequest) -> HttpResponse:
         if review not in _TRUE | _FALSE:
             errors["needs_review"] = "Use 1 or 0."
         query = query.filter(needs_review=review in _TRUE)
+    code = params.get("review_code", "") if staff else ""
+    if code:
+        if code not in ReviewReason.values:
+            errors["review_code"] = "Not a review code."
+        query = query.filter(review_code=code)
     reason = params.get("review_reason", "") if staff else ""
     if reason:
         if len(reason) > MAX_SEARCH_LENGTH or sql.unstorable_text(reason):

@@ -83,6 +83,7 @@ def test_a_failed_full_refund_makes_the_payment_succeeded_again(
     payment = reloaded(payment)
     assert (payment.status, payment.amount_refunded) == ("succeeded", 0)
     assert payment.needs_review  # the customer still waits for their money
+    assert payment.review_code == "refund_reversed"
     assert Refund.objects.get().status == "failed"
     assert signal_spy.count("refund_failed") == 1
     # Not a new payment: the customer is told of the failed refund, not of a success.
