@@ -692,3 +692,20 @@ def decode_json_body(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookVerificationError("The webhook body is not valid UTF-8 JSON.") from exc
+
+
+# ---------------------------------------------------------------------------
+# More option checks
+# ---------------------------------------------------------------------------
+
+
+def is_number(low: float, high: float) -> OptionCheck:
+    """A number (an int or a float, not a bool) from ``low`` to ``high``, kept as a float."""
+
+    def check(value: Any) -> Any:
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not low <= number <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return float(number)
+
+    return check
