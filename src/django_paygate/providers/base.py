@@ -469,7 +469,8 @@ class BaseProvider:
     def refused(self, operation: str, message: str, **extra: Any) -> ProviderError:
         """A :class:`ProviderError` for the provider's refusal, its ``message`` cut short and
         scrubbed of secrets. Leave it alone."""
-        detail = self.scrub(message[:300], mask="***") or "refused"
+        # Scrubbed before it is cut: a cut through a secret would keep its first characters.
+        detail = self.scrub(message, mask="***")[:300] or "refused"
         return ProviderError(f"{self.name} {operation}: {detail}", provider=self.alias, **extra)
 
     def clean_confirmation(self, data: Mapping[str, Any]) -> None:
