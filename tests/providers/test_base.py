@@ -1,16 +1,44 @@
-"""What the base offers every adapter: the timestamped-HMAC check, NotSupported."""
+"""What the base offers every adapter: the timestamped-HMAC check, NotSupported, the
+declared option checks, the session and ``call``, ``refused``, the confirmation fields and
+the readers of untrusted JSON."""
 
 from __future__ import annotations
 
+import socket
 import time
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
+import requests
+import responses
 
 from django_paygate import services
-from django_paygate.exceptions import NotSupported, WebhookVerificationError
+from django_paygate.exceptions import (
+    ConfigurationError,
+    NotSupported,
+    PaygateError,
+    PaymentDeclined,
+    ProviderError,
+    ProviderUnavailable,
+    WebhookVerificationError,
+)
 from django_paygate.models import PaymentEvent
-from django_paygate.providers.base import BaseProvider, hmac_sha256_hex, verify_timestamped_hmac
+from django_paygate.providers import base
+from django_paygate.providers.base import (
+    COMMON_OPTION_CHECKS,
+    BaseProvider,
+    OptionCheck,
+    TransportFailure,
+    hmac_sha256_hex,
+    is_bool,
+    is_int,
+    is_one_of,
+    is_optional,
+    is_string,
+    is_strings,
+    verify_timestamped_hmac,
+)
 from django_paygate.providers.dummy import DummyProvider
 from django_paygate.views.api import error_from_paygate
 from tests.factories import PaymentFactory
@@ -117,3 +145,438 @@ def test_an_operation_the_provider_lacks_is_refused_as_not_supported(verb: str) 
     # The JSON API answers it as the caller's mistake, not a server error.
     error = error_from_paygate(caught.value)
     assert (error.status, error.code) == (400, "not_supported")
+
+
+# -- options: declared checks, one message style ---------------------------------------
+
+WHERE = "PAYGATE['PROVIDERS']['x']['OPTIONS']"
+
+
+class Checked(BaseProvider):
+    """A provider declaring one option per check factory."""
+
+    name = "Checked"
+    secret_options = ("api_key", "webhook_secret")
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "api_key": "sk_test_1",
+        "label": "",
+        "key": "",
+        "webhook_secret": "",
+        "timeout": 20,
+        "retries": 1,
+        "live": False,
+        "mode": "a",
+        "limit": None,
+        "api_base": None,
+        "methods": ["card"],
+    }
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "api_key": is_string(required=True),
+        "label": is_string(),
+        "key": is_string(prefixes=("sk_", "rk_")),
+        "retries": is_int(0, 5),
+        "live": is_bool,
+        "mode": is_one_of("a", "b"),
+        "limit": is_optional(is_int(1, 10)),
+        "methods": is_strings,
+    }
+
+
+ACCEPTED = [
+    ("api_key", "sk_live_2", "sk_live_2"),
+    ("label", "", ""),
+    ("key", "rk_1", "rk_1"),
+    ("key", "", ""),  # not required: empty passes the prefix check
+    ("webhook_secret", "whsec_1", "whsec_1"),
+    ("webhook_secret", ["whsec_new", "whsec_old"], ["whsec_new", "whsec_old"]),
+    ("timeout", 5, 5.0),
+    ("timeout", 2.5, 2.5),
+    ("timeout", [3, 30], (3.0, 30.0)),
+    ("retries", 0, 0),
+    ("retries", 5, 5),
+    ("live", True, True),
+    ("mode", "b", "b"),
+    ("limit", None, None),
+    ("limit", 10, 10),
+    ("api_base", "https://api.acme.test/v1/", "https://api.acme.test/v1"),
+    ("api_base", "http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("api_base", "http://localhost:8080/", "http://localhost:8080"),
+    ("api_base", "http://[::1]:8080", "http://[::1]:8080"),
+    ("methods", ["card", "upi"], ("card", "upi")),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "kept"), ACCEPTED)
+def test_an_option_check_accepts_and_normalises(key: str, value: Any, kept: Any) -> None:
+    options = Checked("x", **{key: value}).options
+    assert options[key] == kept
+    assert type(options[key]) is type(kept)
+
+
+HTTPS = "must be an https:// URL"
+LOOPBACK = "must be an https:// URL (or http:// on the loopback interface)"
+REFUSED_OPTIONS = [
+    ("api_key", "", "must be a non-empty string"),
+    ("api_key", "   ", "must be a non-empty string"),
+    ("api_key", 12, "must be a non-empty string"),
+    ("label", None, "must be a string"),
+    ("key", "pk_1", "must start with 'sk_' or 'rk_'"),
+    ("webhook_secret", 5, "must be a string or a list of strings"),
+    ("webhook_secret", ["whsec_1", 2], "must be a string or a list of strings"),
+    ("timeout", 0, "must be a positive number of seconds, or a (connect, read) pair"),
+    ("timeout", True, "must be a positive number of seconds, or a (connect, read) pair"),
+    ("timeout", "5", "must be a positive number of seconds, or a (connect, read) pair"),
+    ("timeout", [5], "must be a positive number of seconds, or a (connect, read) pair"),
+    ("timeout", (5, -1), "must be a positive number of seconds, or a (connect, read) pair"),
+    ("retries", 6, "must be an int from 0 to 5"),
+    ("retries", -1, "must be an int from 0 to 5"),
+    ("retries", True, "must be an int from 0 to 5"),
+    ("retries", 1.0, "must be an int from 0 to 5"),
+    ("live", 1, "must be True or False"),
+    ("mode", "c", "must be 'a' or 'b'"),
+    ("limit", 0, "must be an int from 1 to 10"),
+    ("api_base", "http://api.acme.test", LOOPBACK),
+    ("api_base", "ftp://127.0.0.1", LOOPBACK),
+    ("api_base", "https://api.acme.test/v1?x=1", HTTPS),
+    ("api_base", "https://api.acme.test/v1#top", HTTPS),
+    ("api_base", "https://", HTTPS),
+    ("api_base", 443, HTTPS),
+    ("methods", [], "must be a non-empty list of strings"),
+    ("methods", ["card", ""], "must be a non-empty list of strings"),
+    ("methods", "card", "must be a non-empty list of strings"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), REFUSED_OPTIONS)
+def test_an_option_check_refuses_naming_the_setting(key: str, value: Any, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Checked("x", **{key: value})
+    assert str(caught.value) == f"{WHERE}[{key!r}] {problem}."
+
+
+def test_an_unknown_option_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Checked("x", timout=5, zzz=1)
+    known = ", ".join(sorted(Checked.default_options))
+    assert str(caught.value) == (f"{WHERE}['timout'] is not an option of Checked (known: {known}).")
+
+
+def test_a_provider_without_options_knows_none() -> None:
+    class Bare(BaseProvider):
+        name = "Bare"
+
+    with pytest.raises(ConfigurationError) as caught:
+        Bare("x", timeout=5)
+    assert str(caught.value) == f"{WHERE}['timeout'] is not an option of Bare (known: none)."
+
+
+@pytest.mark.parametrize("value", [None, "", 0])
+def test_a_missing_required_option_is_refused(value: Any) -> None:
+    class Keyed(BaseProvider):
+        name = "Keyed"
+        default_options: ClassVar[Mapping[str, Any]] = {"api_key": "", "timeout": 20}
+        required_options = ("api_key",)
+
+    with pytest.raises(ConfigurationError) as caught:
+        Keyed("x") if value is None else Keyed("x", api_key=value)
+    assert str(caught.value) == f"{WHERE}['api_key'] is required."
+    assert Keyed("x", api_key="k").options["timeout"] == 20.0  # the common check ran
+
+
+def test_a_declared_check_takes_the_place_of_the_common_one() -> None:
+    class WholeSeconds(BaseProvider):
+        default_options: ClassVar[Mapping[str, Any]] = {"timeout": 20}
+        option_checks: ClassVar[Mapping[str, OptionCheck]] = {"timeout": is_int(1, 60)}
+
+    assert WholeSeconds("x").options["timeout"] == 20
+    with pytest.raises(ConfigurationError, match=r"\['timeout'\] must be an int from 1 to 60\."):
+        WholeSeconds("x", timeout=2.5)
+    assert set(COMMON_OPTION_CHECKS) == {"webhook_secret", "timeout", "api_base"}
+
+
+class Paired(BaseProvider):
+    """Checks between options, in the hook; it sees the values the checks kept."""
+
+    name = "Paired"
+    default_options: ClassVar[Mapping[str, Any]] = {"low": 1, "high": 2, "timeout": 20}
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "low": is_int(0, 100),
+        "high": is_int(0, 100),
+    }
+    seen: ClassVar[list[Any]] = []
+
+    def check_options(self) -> None:
+        self.seen.append(self.options["timeout"])
+        if self.options["low"] > self.options["high"]:
+            raise self.option_error("low", f"must be at most 'high' ({self.options['high']})")
+        if self.options["low"] == self.options["high"] == 0:
+            raise self.option_error("", "'low' and 'high' cannot both be 0")
+
+
+def test_check_options_runs_after_each_option_is_checked() -> None:
+    Paired.seen.clear()
+    Paired("x", timeout=3)
+    assert Paired.seen == [3.0]  # normalised by its own check first
+    with pytest.raises(ConfigurationError) as caught:
+        Paired("x", low=5, high=2)
+    assert str(caught.value) == f"{WHERE}['low'] must be at most 'high' (2)."
+    with pytest.raises(ConfigurationError) as caught:
+        Paired("x", low=0, high=0)
+    assert str(caught.value) == f"{WHERE}: 'low' and 'high' cannot both be 0."
+    Paired.seen.clear()
+    with pytest.raises(ConfigurationError, match="must be an int from 0 to 100"):
+        Paired("x", low=-1)
+    assert Paired.seen == []  # a refused option never reaches the hook
+
+
+def test_secret_options_are_hidden_in_the_options_repr() -> None:
+    options = Checked("x", api_key="sk_live_secret_1", webhook_secret="whsec_secret_2").options
+    assert "sk_live_secret_1" not in repr(options)
+    assert "whsec_secret_2" not in str(options)
+    assert "'label': ''" in repr(options)
+
+
+# -- the session: a default timeout, unknown outcomes as TransportFailure -------------
+
+API = "https://api.acme.test/v1"
+
+
+class Acme(BaseProvider):
+    name = "Acme"
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "api_key": "",
+        "webhook_secret": "",
+        "timeout": 7,
+    }
+    secret_options = ("api_key", "webhook_secret")
+
+    def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
+        if isinstance(exc, LookupError):
+            return self.refused(operation, f"no such {exc.args[0]}")
+        return None
+
+
+@pytest.fixture
+def api() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as rsps:
+        yield rsps
+
+
+def test_the_session_is_built_once_with_the_timeout_option(api: responses.RequestsMock) -> None:
+    provider = Acme("x", timeout=[2, 9])
+    assert provider.session is provider.session
+    api.get(f"{API}/a", json={"ok": True})
+    api.get(f"{API}/b", json={"ok": True})
+    provider.session.get(f"{API}/a")
+    provider.session.get(f"{API}/b", timeout=1)
+    assert [c.request.req_kwargs["timeout"] for c in api.calls] == [(2.0, 9.0), 1]
+    assert Acme("x").session is not provider.session  # one per instance
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [
+        (500, "answered HTTP 500"),
+        (503, "answered HTTP 503"),
+        (429, "answered HTTP 429"),
+        (408, "answered HTTP 408"),
+        (409, "answered HTTP 409: a request with the same key is in progress"),
+    ],
+)
+def test_an_answer_of_unknown_outcome_is_a_transport_failure(
+    api: responses.RequestsMock, status: int, problem: str
+) -> None:
+    api.post(f"{API}/charges", status=status, json={"error": {"code": "busy"}})
+    with pytest.raises(TransportFailure) as caught:
+        Acme("x").session.post(f"{API}/charges", json={})
+    assert str(caught.value) == problem
+    assert_unchained(caught.value)
+
+
+@pytest.mark.parametrize("status", [200, 400, 502])
+def test_a_body_that_is_not_json_is_a_transport_failure(
+    api: responses.RequestsMock, status: int
+) -> None:
+    api.get(f"{API}/charges/ch_1", status=status, body="<html>Bad gateway</html>")
+    with pytest.raises(TransportFailure) as caught:
+        Acme("x").session.get(f"{API}/charges/ch_1")
+    assert str(caught.value) == f"answered HTTP {status} with a body that is not JSON"
+    assert_unchained(caught.value)
+
+
+def test_other_answers_go_back_to_the_caller(api: responses.RequestsMock) -> None:
+    api.post(f"{API}/charges", status=402, json={"error": {"code": "card_declined"}})
+    api.delete(f"{API}/charges/ch_1", status=204)
+    session = Acme("x").session
+    assert session.post(f"{API}/charges").json() == {"error": {"code": "card_declined"}}
+    assert session.delete(f"{API}/charges/ch_1").status_code == 204
+
+
+def test_a_refused_connection_is_a_transport_failure() -> None:
+    with socket.socket() as sock:  # a port nothing listens on any more
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(TransportFailure) as caught:
+        Acme("x").session.get(f"http://127.0.0.1:{port}/v1/charges")
+    assert str(caught.value) == "could not be reached (ConnectionError)"
+    assert_unchained(caught.value)
+
+
+def test_a_timeout_is_a_transport_failure(api: responses.RequestsMock) -> None:
+    api.get(f"{API}/slow", body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(TransportFailure) as caught:
+        Acme("x").session.get(f"{API}/slow")
+    assert str(caught.value) == "no answer in time (ReadTimeout)"
+    assert_unchained(caught.value)
+
+
+def assert_unchained(exc: BaseException) -> None:
+    """Nothing holding a request (its credentials) travels with the error: no cause, and no
+    context shown (the session's own failures) or none at all (what ``call`` raises)."""
+    assert exc.__cause__ is None
+    assert exc.__context__ is None or exc.__suppress_context__
+
+
+def assert_no_chain(exc: BaseException) -> None:
+    """Raised outside any ``except`` block: it holds no earlier exception at all."""
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
+
+
+# -- call: one provider call, its failures mapped ---------------------------------------
+
+
+def test_call_returns_what_the_function_returns() -> None:
+    def charge(amount: int, *, currency: str) -> str:
+        return f"{amount} {currency}"
+
+    assert Acme("x").call("charge", charge, 100, currency="USD") == "100 USD"
+
+
+def test_a_transport_failure_is_an_unknown_outcome(api: responses.RequestsMock) -> None:
+    provider = Acme("x", api_key="acme_key_secret_1")
+    api.post(f"{API}/charges", status=503, json={})
+    with pytest.raises(ProviderUnavailable) as caught:
+        provider.call("charge", provider.session.post, f"{API}/charges", json={})
+    assert str(caught.value) == "Acme charge: answered HTTP 503; the outcome is unknown."
+    assert caught.value.provider == "x"
+    assert_no_chain(caught.value)
+
+
+def test_our_own_errors_pass_through() -> None:
+    declined = PaymentDeclined("The card was declined.", decline_code="card_declined")
+
+    def decline() -> None:
+        raise declined
+
+    with pytest.raises(PaymentDeclined) as caught:
+        Acme("x").call("pay", decline)
+    assert caught.value is declined
+
+
+def test_translate_error_maps_what_the_client_raised() -> None:
+    def lookup() -> None:
+        raise KeyError("charge")
+
+    with pytest.raises(ProviderError) as caught:
+        Acme("x").call("fetch", lookup)
+    assert type(caught.value) is ProviderError
+    assert str(caught.value) == "Acme fetch: no such charge"
+    assert_no_chain(caught.value)
+
+
+def test_an_exception_translate_error_does_not_know_is_an_unknown_outcome() -> None:
+    def broken() -> None:
+        raise RuntimeError("the SDK fell over, key acme_key_secret_1")
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        Acme("x", api_key="acme_key_secret_1").call("refund", broken)
+    assert str(caught.value) == (
+        "Acme refund: unexpected error in the client (RuntimeError); the outcome is unknown."
+    )
+    assert_no_chain(caught.value)
+
+
+# -- refused: the provider's no, short and without secrets -------------------------------
+
+
+def test_refused_is_a_provider_error_scrubbed_of_secrets() -> None:
+    provider = Acme("x", api_key="acme_key_secret_1", webhook_secret=["whsec_a_1", "whsec_b_2"])
+    error = provider.refused(
+        "refund", "key acme_key_secret_1 and whsec_b_2 may not refund", code="amount_too_large"
+    )
+    assert type(error) is ProviderError
+    assert str(error) == "Acme refund: key *** and *** may not refund"
+    assert error.provider == "x"
+    assert error.extra == {"code": "amount_too_large"}
+
+
+def test_refused_cuts_a_long_message_to_300_characters() -> None:
+    error = Acme("x").refused("charge", "no" + "!" * 1000)
+    assert str(error) == "Acme charge: no" + "!" * 298
+    assert str(Acme("x").refused("charge", "")) == "Acme charge: refused"
+
+
+def test_refused_never_shows_part_of_a_secret_cut_by_the_limit() -> None:
+    secret = "acme_key_secret_0123456789"
+    error = Acme("x", api_key=secret).refused("charge", "x" * 290 + secret)
+    assert secret[:10] not in str(error)
+    assert str(error) == "Acme charge: " + "x" * 290 + "***"
+
+
+# -- confirmation fields -----------------------------------------------------------------
+
+
+class Confirming(BaseProvider):
+    name = "Confirming"
+    confirmation_fields: ClassVar[Mapping[str, int]] = {"card": 255, "otp": 6}
+
+
+def test_clean_confirmation_takes_the_listed_fields() -> None:
+    Confirming("x").clean_confirmation({"card": "tok_1", "otp": "123456"})
+    Confirming("x").clean_confirmation({})
+
+
+def test_clean_confirmation_refuses_any_other_field() -> None:
+    with pytest.raises(ProviderError) as caught:
+        Confirming("x").clean_confirmation({"card": "tok_1", "zz": 1, "razorpay_signature": "s"})
+    assert str(caught.value) == "Unexpected confirmation field 'razorpay_signature'."
+    assert caught.value.provider == "x"
+    with pytest.raises(ProviderError, match="'card'"):
+        BaseProvider("x").clean_confirmation({"card": "tok_1"})  # lists none: takes none
+
+
+# -- readers of untrusted JSON -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "as_text", "as_mapping", "as_integer"),
+    [
+        ("ch_1", "ch_1", {}, None),
+        ("", "", {}, None),
+        ({"id": 1}, "", {"id": 1}, None),
+        (0, "", {}, 0),
+        (1999, "", {}, 1999),
+        (True, "", {}, None),
+        (19.99, "", {}, None),
+        (None, "", {}, None),
+        (["ch_1"], "", {}, None),
+    ],
+)
+def test_the_readers_take_only_their_own_type(
+    value: Any, as_text: str, as_mapping: dict[str, Any], as_integer: int | None
+) -> None:
+    assert base.text(value) == as_text
+    assert base.mapping(value) == as_mapping
+    assert base.integer(value) == as_integer
+    assert base.integer(value) is None or type(base.integer(value)) is int
+
+
+def test_header_finds_a_header_in_any_case() -> None:
+    headers = {"Acme-Signature": "sha256=ab", "X-Count": 3}
+    assert base.header(headers, "Acme-Signature") == "sha256=ab"
+    assert base.header(headers, "acme-signature") == "sha256=ab"
+    assert base.header(headers, "ACME-SIGNATURE") == "sha256=ab"
+    assert base.header(headers, "X-Missing") == ""
+    assert base.header(headers, "x-count") == ""  # not a string: not read
+    assert base.header({}, "Acme-Signature") == ""

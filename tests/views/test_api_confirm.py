@@ -1,13 +1,21 @@
-"""POST confirm_payment/: success, decline (402), requires_action, ownership."""
+"""POST confirm_payment/: success, decline (402), requires_action, ownership, and the
+confirmation fields each payment's provider takes."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import pytest
 
 from django_paygate.models import get_payment_model
-from django_paygate.providers.dummy import CARD_DECLINED, CARD_REQUIRES_ACTION, CARD_SUCCEEDS
+from django_paygate.providers.base import ProviderPayment
+from django_paygate.providers.dummy import (
+    CARD_DECLINED,
+    CARD_REQUIRES_ACTION,
+    CARD_SUCCEEDS,
+    DummyProvider,
+)
 from tests.factories import PaymentFactory
 from tests.views.conftest import Api
 
@@ -148,3 +156,80 @@ def test_a_payment_without_owner_is_nobodys(api: Api) -> None:
         "confirm_payment", {"payment_id": str(orphan.pk), "payment_method": CARD_SUCCEEDS}
     )
     assert response.status_code == 404
+
+
+# -- the confirmation fields are the payment's provider's --------------------------------
+
+
+class OtpPay(DummyProvider):
+    """A provider that takes a one-time code with the card; it keeps what it was given."""
+
+    name = "OtpPay"
+    confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "otp": 6}
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def confirm_payment(
+        self, payment: Any, *, idempotency_key: str, **data: Any
+    ) -> ProviderPayment:
+        self.received.append(data)
+        return super().confirm_payment(payment, idempotency_key=idempotency_key, **data)
+
+
+@pytest.fixture
+def otp_payment_id(api: Api, settings: Any) -> str:
+    """A payment made with OtpPay, beside the dummy provider."""
+    settings.PAYGATE = {
+        **settings.PAYGATE,
+        "DEFAULT_PROVIDER": "otp",
+        "PROVIDERS": {
+            **settings.PAYGATE["PROVIDERS"],
+            "otp": {"BACKEND": f"{__name__}.OtpPay", "OPTIONS": {"store": "memory"}},
+        },
+    }
+    OtpPay.received.clear()
+    response = api.post("create_intent", api.order(1999, "USD"))
+    assert response.status_code == 201
+    assert Payment.objects.get(pk=response.json_body["id"]).provider == "otp"
+    return str(response.json_body["id"])
+
+
+def test_a_field_the_payments_provider_does_not_list_is_400(
+    api: Api, payment_id: str, dummy: Any
+) -> None:
+    response = api.post(
+        "confirm_payment",
+        {"payment_id": payment_id, "payment_method": CARD_SUCCEEDS, "razorpay_signature": "ab"},
+    )
+    assert response.status_code == 400
+    assert list(response.json_body["error"]["fields"]) == ["razorpay_signature"]
+    assert Payment.objects.get(pk=payment_id).status == "pending"
+    assert [name for name, _ in dummy.calls] == ["create_payment"]  # never asked
+
+
+def test_a_field_the_payments_provider_lists_reaches_it(api: Api, otp_payment_id: str) -> None:
+    body = {"payment_id": otp_payment_id, "payment_method": CARD_SUCCEEDS, "otp": "123456"}
+    response = api.post("confirm_payment", body)
+    assert response.status_code == 200
+    assert response.json_body["status"] == "succeeded"
+    assert OtpPay.received == [{"payment_method": CARD_SUCCEEDS, "otp": "123456"}]
+
+
+def test_the_payments_provider_sets_each_fields_longest_value(
+    api: Api, otp_payment_id: str
+) -> None:
+    body = {"payment_id": otp_payment_id, "payment_method": CARD_SUCCEEDS, "otp": "1234567"}
+    response = api.post("confirm_payment", body)
+    assert response.status_code == 400
+    assert list(response.json_body["error"]["fields"]) == ["otp"]
+    assert OtpPay.received == []
+
+
+def test_another_providers_field_is_refused_for_a_dummy_payment(
+    api: Api, payment_id: str, otp_payment_id: str
+) -> None:
+    # Both providers are configured: the field is judged by the payment's own provider.
+    body = {"payment_id": payment_id, "payment_method": CARD_SUCCEEDS, "otp": "123456"}
+    response = api.post("confirm_payment", body)
+    assert response.status_code == 400
+    assert list(response.json_body["error"]["fields"]) == ["otp"]
+    assert Payment.objects.get(pk=payment_id).status == "pending"

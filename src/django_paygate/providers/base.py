@@ -469,7 +469,8 @@ class BaseProvider:
     def refused(self, operation: str, message: str, **extra: Any) -> ProviderError:
         """A :class:`ProviderError` for the provider's refusal, its ``message`` cut short and
         scrubbed of secrets. Leave it alone."""
-        detail = self.scrub(message[:300], mask="***") or "refused"
+        # Scrubbed before it is cut: a cut through a secret would keep its first characters.
+        detail = self.scrub(message, mask="***")[:300] or "refused"
         return ProviderError(f"{self.name} {operation}: {detail}", provider=self.alias, **extra)
 
     def clean_confirmation(self, data: Mapping[str, Any]) -> None:
@@ -692,3 +693,20 @@ def decode_json_body(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookVerificationError("The webhook body is not valid UTF-8 JSON.") from exc
+
+
+# ---------------------------------------------------------------------------
+# More option checks
+# ---------------------------------------------------------------------------
+
+
+def is_number(low: float, high: float) -> OptionCheck:
+    """A number (an int or a float, not a bool) from ``low`` to ``high``, kept as a float."""
+
+    def check(value: Any) -> Any:
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not low <= number <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return float(number)
+
+    return check

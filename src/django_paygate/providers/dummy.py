@@ -46,13 +46,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from django.core.signals import request_finished, request_started
 
 from django_paygate import conf
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import (
-    ConfigurationError,
     InvalidTransition,
     PaygateError,
     ProviderError,
@@ -61,12 +61,22 @@ from django_paygate.exceptions import (
 )
 from django_paygate.providers.base import (
     BaseProvider,
+    OptionCheck,
     ProviderDispute,
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
     decode_json_body,
+    header,
     hmac_sha256_hex,
+    integer,
+    is_bool,
+    is_int,
+    is_number,
+    is_one_of,
+    is_string,
+    mapping,
+    text,
     verify_timestamped_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
@@ -466,8 +476,8 @@ class _Deliverer:
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Delivery:
         event_id = str(json.loads(body).get("id", ""))
-        retries = max(int(self.provider.options["webhook_retries"]), 0)
-        delay = float(self.provider.options["webhook_retry_delay"])
+        retries: int = self.provider.options["webhook_retries"]
+        delay: float = self.provider.options["webhook_retry_delay"]
         status: int | None = None
         for attempt in range(1, retries + 2):
             request = urllib.request.Request(
@@ -506,6 +516,25 @@ PRODUCTION_REFUSAL = (
 )
 
 
+def _is_checkout_url(value: Any) -> Any:
+    """Empty, or a ``str.format`` template that takes ``{payment_id}`` alone."""
+    template = is_string()(value)
+    try:
+        template.format(payment_id=uuid.UUID(int=0))
+    except (KeyError, IndexError, AttributeError, ValueError):
+        raise ValueError("must be a str.format template with {payment_id} only") from None
+    return template
+
+
+def _is_webhook_url(value: Any) -> Any:
+    """Empty, or an ``http(s)://`` URL with a host (kept as given: its trailing slash matters)."""
+    url = is_string()(value)
+    parts = urlsplit(url)
+    if url and not (parts.scheme in {"http", "https"} and parts.hostname):
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
 class DummyProvider(BaseProvider):
     name = "Dummy"
     default_options: ClassVar[Mapping[str, Any]] = {
@@ -526,21 +555,26 @@ class DummyProvider(BaseProvider):
         "webhook_retries": 4,
         "webhook_retry_delay": 0.5,
     }
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "checkout_url": _is_checkout_url,
+        "webhook_tolerance": is_int(1, 3600),
+        "store": is_one_of(*STORES),
+        "cache": is_string(required=True),
+        "deliver_webhooks": is_bool,
+        "webhook_url": _is_webhook_url,
+        "webhook_retries": is_int(0, 10),
+        "webhook_retry_delay": is_number(0, 60),
+    }
 
     confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
 
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
         store = self.options["store"]
-        if store not in STORES:
-            raise ConfigurationError(
-                f"Provider {alias!r}: the option 'store' is {store!r}; "
-                f"use one of {', '.join(map(repr, STORES))}."
-            )
         self._store: _Store = (
             _DatabaseStore(alias)
             if store == "database"
-            else _CacheStore(alias, str(self.options["cache"]))
+            else _CacheStore(alias, self.options["cache"])
             if store == "cache"
             else _MemoryStore(alias)
         )
@@ -554,6 +588,13 @@ class DummyProvider(BaseProvider):
         self.sent_events: list[tuple[bytes, dict[str, str]]] = []
         #: The outcome of every POSTed event (``deliver_webhooks``), in order.
         self.deliveries: list[Delivery] = []
+
+    def check_options(self) -> None:
+        """The ``cache`` store needs a cache to live in."""
+        from django.conf import settings
+
+        if self.options["store"] == "cache" and self.options["cache"] not in settings.CACHES:
+            raise self.option_error("cache", "must name an alias of CACHES for the 'cache' store")
 
     @property
     def _remote(self) -> Mapping[str, _Remote]:
@@ -663,16 +704,14 @@ class DummyProvider(BaseProvider):
             },
         }
         if self.options["checkout_url"]:
-            data["checkout_url"] = str(self.options["checkout_url"]).format(payment_id=payment.pk)
+            data["checkout_url"] = self.options["checkout_url"].format(payment_id=payment.pk)
         return data
 
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
     ) -> ProviderPayment:
-        unknown = set(data) - {"payment_method", "return_url"}
-        if unknown:
-            raise ProviderError(f"Unexpected confirmation field {sorted(unknown)[0]!r}.")
-        card = str(data.get("payment_method") or "")
+        self.clean_confirmation(data)
+        card = text(data.get("payment_method"))
 
         def effect(held: _Locked) -> ProviderPayment:
             remote = self._get(held)
@@ -711,8 +750,6 @@ class DummyProvider(BaseProvider):
             remote = self._get(held)
             if remote.status != PaymentStatus.AUTHORIZED:
                 raise InvalidTransition(f"Cannot capture a {remote.status} payment.")
-            if amount > remote.amount:
-                raise ProviderError("Capture amount exceeds the authorized amount.")
             remote.status, remote.captured = PaymentStatus.SUCCEEDED, amount
             self._emit_payment(remote)
             return self._result(remote)
@@ -745,8 +782,6 @@ class DummyProvider(BaseProvider):
             remote = self._get(held)
             if refund_id in remote.refunds:  # the same refund again: its first answer
                 return remote.refunds[refund_id]
-            if refund.currency != remote.currency:
-                raise ProviderError("The refund's currency is not the payment's.")
             if remote.refunded + refund.amount > remote.captured:
                 # What a real provider answers; under the lock, so two processes
                 # refunding the same payment cannot both get the last of it.
@@ -873,7 +908,7 @@ class DummyProvider(BaseProvider):
         """Where delivered events go: ``webhook_url``, else this alias's webhook path on
         the host of the request being served ("" outside a request)."""
         if self.options["webhook_url"]:
-            return str(self.options["webhook_url"])
+            return self.options["webhook_url"]
         base = (
             getattr(_request, "base_url", "") if getattr(_request, "held", None) is not None else ""
         )
@@ -910,71 +945,70 @@ class DummyProvider(BaseProvider):
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
         verify_timestamped_hmac(
-            headers.get(SIGNATURE_HEADER) or "",
+            header(headers, SIGNATURE_HEADER),
             body,
             self.webhook_secrets(),
-            tolerance=int(self.options["webhook_tolerance"]),
+            tolerance=self.options["webhook_tolerance"],
             provider=self.alias,
             name=SIGNATURE_HEADER,
         )
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
-        event = decode_json_body(body)
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
+        event = mapping(decode_json_body(body))
+        if not text(event.get("id")):
             raise WebhookVerificationError("The event has no id.", provider=self.alias)
-        event_type = str(event.get("type") or "")
-        data: dict[str, Any] = event["data"] if isinstance(event.get("data"), dict) else {}
-        our_id = data.get("payment_id") if isinstance(data.get("payment_id"), str) else None
-        kind, _, status = event_type.partition(".")
+        event_type, data = text(event.get("type")), mapping(event.get("data"))
         base = ProviderEvent(
-            event_id=event["id"][:255], type=event_type[:128], our_payment_id=our_id
+            event_id=event["id"],
+            type=event_type,
+            our_payment_id=text(data.get("payment_id")) or None,
         )
-        try:
-            if kind == "payment" and isinstance(data.get("payment"), dict):
-                p = data["payment"]
-                return replace(
-                    base,
-                    payment=ProviderPayment(
-                        provider_payment_id=str(p["id"]),
-                        status=PaymentStatus(status),
-                        amount=_int(p.get("amount")),
-                        currency=str(p.get("currency") or "") or None,
-                        amount_captured=_int(p.get("amount_captured")),
-                        failure_code=str(p.get("failure_code") or ""),
-                    ),
-                )
-            if kind == "refund" and isinstance(data.get("refund"), dict):
-                r = data["refund"]
-                return replace(
-                    base,
-                    refund=ProviderRefund(
-                        provider_refund_id=str(r["id"]),
-                        status=RefundStatus(status),
-                        amount=_int(r.get("amount")) or 0,
-                        currency=str(r.get("currency") or ""),
-                        provider_payment_id=str(r.get("payment") or "") or None,
-                        our_refund_id=r.get("our_refund_id")
-                        if isinstance(r.get("our_refund_id"), str)
-                        else None,
-                    ),
-                )
-            if kind == "dispute" and isinstance(data.get("dispute"), dict):
-                d = data["dispute"]
-                return replace(
-                    base,
-                    dispute=ProviderDispute(
-                        provider_dispute_id=str(d["id"]),
-                        status=DisputeStatus(status),
-                        amount=_int(d.get("amount")) or 0,
-                        currency=str(d.get("currency") or ""),
-                        provider_payment_id=str(d.get("payment") or "") or None,
-                        reason=str(d.get("reason") or "")[:255],
-                    ),
-                )
-        except (KeyError, ValueError, TypeError):
+        kind, _, status = event_type.partition(".")
+        part, read = mapping(data.get(kind)), _EVENT_PARTS.get(kind)
+        if read is None or not text(part.get("id")):
             return base  # a type or shape we do not act on: stored and ignored
-        return base
+        try:
+            return replace(base, **{kind: read(part, status)})
+        except ValueError:  # a status we do not know
+            return base
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _event_payment(p: Mapping[str, Any], status: str) -> ProviderPayment:
+    return ProviderPayment(
+        provider_payment_id=text(p.get("id")),
+        status=PaymentStatus(status),
+        amount=integer(p.get("amount")),
+        currency=text(p.get("currency")) or None,
+        amount_captured=integer(p.get("amount_captured")),
+        failure_code=text(p.get("failure_code")),
+    )
+
+
+def _event_refund(r: Mapping[str, Any], status: str) -> ProviderRefund:
+    return ProviderRefund(
+        provider_refund_id=text(r.get("id")),
+        status=RefundStatus(status),
+        amount=integer(r.get("amount")) or 0,
+        currency=text(r.get("currency")),
+        provider_payment_id=text(r.get("payment")) or None,
+        our_refund_id=text(r.get("our_refund_id")) or None,
+    )
+
+
+def _event_dispute(d: Mapping[str, Any], status: str) -> ProviderDispute:
+    return ProviderDispute(
+        provider_dispute_id=text(d.get("id")),
+        status=DisputeStatus(status),
+        amount=integer(d.get("amount")) or 0,
+        currency=text(d.get("currency")),
+        provider_payment_id=text(d.get("payment")) or None,
+        reason=text(d.get("reason")),
+    )
+
+
+#: How each kind of event reads its object (``data[kind]``), given the event's status.
+_EVENT_PARTS: Mapping[str, Callable[[Mapping[str, Any], str], Any]] = {
+    "payment": _event_payment,
+    "refund": _event_refund,
+    "dispute": _event_dispute,
+}

@@ -110,5 +110,9 @@ def test_the_remote_view_lists_the_payments_and_reset_forgets_them(dummy_with, s
 
 
 def test_an_unknown_store_is_a_configuration_error():
-    with pytest.raises(ConfigurationError, match="'store' is 'disk'"):
+    with pytest.raises(ConfigurationError) as caught:
         DummyProvider("dummy", store="disk")
+    assert str(caught.value) == (
+        "PAYGATE['PROVIDERS']['dummy']['OPTIONS']['store'] must be "
+        "'database' or 'cache' or 'memory'."
+    )

@@ -12,22 +12,21 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import requests
-
-from django_paygate.exceptions import (
-    PaymentDeclined,
-    ProviderError,
-    ProviderUnavailable,
-    WebhookVerificationError,
-)
+from django_paygate.exceptions import PaymentDeclined, WebhookVerificationError
 from django_paygate.providers.base import (
     BaseProvider,
+    OptionCheck,
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
     decode_json_body,
+    header,
     hmac_sha256_hex,
+    integer,
+    is_string,
+    mapping,
     signature_matches,
+    text,
 )
 from django_paygate.states import PaymentStatus, RefundStatus
 
@@ -53,68 +52,69 @@ class AcmePayProvider(BaseProvider):
         "api_base": "https://api.acmepay.test/v1",
         "timeout": 10,
     }
+    # webhook_secret, timeout and api_base are checked by the base (COMMON_OPTION_CHECKS).
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "api_key": is_string(required=True, prefixes=("acme_",)),
+    }
     confirmation_fields: ClassVar[Mapping[str, int]] = {"card": 255}
     required_options = ("api_key",)
     secret_options = ("api_key", "webhook_secret")
     supported_currencies = frozenset({"USD", "EUR"})
 
-    def _call(self, method: str, path: str, key: str = "", **body: Any) -> dict[str, Any]:
+    def _call(
+        self, operation: str, method: str, path: str, key: str = "", **body: Any
+    ) -> dict[str, Any]:
+        """One request; an unknown outcome (a timeout, a 5xx, a 429, a body that is not
+        JSON) is a ProviderUnavailable from ``call``, a 402 a decline, another 4xx a refusal."""
         headers = {"Authorization": f"Bearer {self.options['api_key']}"}
         if key:
             headers["Idempotency-Key"] = key
-        try:
-            answer = requests.request(
-                method,
-                self.options["api_base"] + path,
-                json=body or None,
-                headers=headers,
-                timeout=self.options["timeout"],
-            )
-            data = answer.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise ProviderUnavailable("AcmePay did not answer.", provider=self.alias) from exc
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise ProviderUnavailable(
-                f"AcmePay answered {answer.status_code}.", provider=self.alias
-            )
-        error = data.get("error") or {}
+        url = self.options["api_base"] + path
+        answer = self.call(
+            operation, self.session.request, method, url, json=body or None, headers=headers
+        )
+        data = mapping(answer.json())
+        if answer.status_code < 400:
+            return data
+        error = mapping(data.get("error"))
         if answer.status_code == 402:
             raise PaymentDeclined(
-                str(error.get("message", "")),
-                decline_code=str(error.get("code", "declined")),
+                text(error.get("message")),
+                decline_code=text(error.get("code")) or "declined",
                 provider=self.alias,
             )
-        if answer.status_code >= 400:
-            raise ProviderError(f"AcmePay refused: {error.get('code')}", provider=self.alias)
-        return dict(data)
+        raise self.refused(operation, text(error.get("code")) or f"HTTP {answer.status_code}")
 
     def _payment(self, charge: Mapping[str, Any]) -> ProviderPayment:
-        status = STATUSES.get(str(charge.get("status")))
+        status = STATUSES.get(text(charge.get("status")))
+        listed = charge.get("refunds")
+        refunds = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
         return ProviderPayment(
-            provider_payment_id=str(charge["id"]),
+            provider_payment_id=text(charge.get("id")) or None,
             status=status,
-            amount=charge.get("amount"),
-            currency=str(charge.get("currency", "")).upper() or None,
-            amount_captured=charge.get("amount_paid")
+            amount=integer(charge.get("amount")),
+            currency=text(charge.get("currency")).upper() or None,
+            amount_captured=integer(charge.get("amount_paid"))
             if status == PaymentStatus.SUCCEEDED
             else None,
-            failure_code=str(charge.get("failure_code") or ""),
-            refunds=tuple(self._refund(r) for r in charge.get("refunds", ())),
-            our_payment_id=charge.get("reference"),
+            failure_code=text(charge.get("failure_code")),
+            refunds=tuple(self._refund(r) for r in refunds),
+            our_payment_id=text(charge.get("reference")) or None,
         )
 
     @staticmethod
     def _refund(refund: Mapping[str, Any]) -> ProviderRefund:
         return ProviderRefund(
-            provider_refund_id=str(refund["id"]),
-            status=REFUND_STATUSES.get(str(refund.get("status")), RefundStatus.FAILED),
-            amount=int(refund["amount"]),
-            currency=str(refund.get("currency", "")).upper(),
-            provider_payment_id=str(refund.get("charge") or "") or None,
+            provider_refund_id=text(refund.get("id")),
+            status=REFUND_STATUSES.get(text(refund.get("status")), RefundStatus.FAILED),
+            amount=integer(refund.get("amount")) or 0,
+            currency=text(refund.get("currency")).upper(),
+            provider_payment_id=text(refund.get("charge")) or None,
         )
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         charge = self._call(
+            "create",
             "POST",
             "/charges",
             idempotency_key,
@@ -123,7 +123,8 @@ class AcmePayProvider(BaseProvider):
             capture=payment.capture_method != "manual",
             reference=str(payment.pk),
         )
-        return replace(self._payment(charge), client_data={"charge": charge["id"]})
+        answer = self._payment(charge)
+        return replace(answer, client_data={"charge": answer.provider_payment_id})
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
         return {"charge": payment.provider_payment_id}
@@ -131,38 +132,42 @@ class AcmePayProvider(BaseProvider):
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
     ) -> ProviderPayment:
+        self.clean_confirmation(data)
         path = f"/charges/{payment.provider_payment_id}/pay"
-        return self._payment(self._call("POST", path, idempotency_key, card=data.get("card")))
+        charge = self._call("confirm", "POST", path, idempotency_key, card=data.get("card"))
+        return self._payment(charge)
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
     ) -> ProviderPayment:
         path = f"/charges/{payment.provider_payment_id}/capture"
-        return self._payment(self._call("POST", path, idempotency_key, amount=amount))
+        return self._payment(self._call("capture", "POST", path, idempotency_key, amount=amount))
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
     ) -> ProviderRefund:
         path = f"/charges/{payment.provider_payment_id}/refunds"
-        return self._refund(self._call("POST", path, idempotency_key, amount=refund.amount))
+        return self._refund(
+            self._call("refund", "POST", path, idempotency_key, amount=refund.amount)
+        )
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         if not payment.provider_payment_id:
             return ProviderPayment(provider_payment_id=None, status=None)
-        return self._payment(self._call("GET", f"/charges/{payment.provider_payment_id}"))
+        return self._payment(self._call("fetch", "GET", f"/charges/{payment.provider_payment_id}"))
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        scheme, _, digest = (headers.get(SIGNATURE_HEADER) or "").partition("=")
+        scheme, _, digest = header(headers, SIGNATURE_HEADER).partition("=")
         expected = [hmac_sha256_hex(s, body) for s in self.webhook_secrets()]
         if scheme != "sha256" or not signature_matches([digest], expected):
             raise WebhookVerificationError("Bad Acme-Signature.", provider=self.alias)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
-        event = decode_json_body(body)
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        event = mapping(decode_json_body(body))
+        if not text(event.get("id")):
             raise WebhookVerificationError("Not an AcmePay event.", provider=self.alias)
-        base = ProviderEvent(event_id=event["id"], type=str(event.get("type", "")))
-        obj = event.get("data") or {}
+        base = ProviderEvent(event_id=event["id"], type=text(event.get("type")))
+        obj = mapping(event.get("data"))
         if base.type.startswith("charge.") and base.type[7:] in STATUSES:
             payment = self._payment(obj)
             return replace(base, payment=payment, our_payment_id=payment.our_payment_id)
