@@ -1,36 +1,8 @@
 """Stripe, through PaymentIntents and the official ``stripe`` SDK.
 
-Configure it as an alias in ``PAYGATE["PROVIDERS"]`` (see docs/providers/stripe.md)::
-
-    "stripe": {
-        "BACKEND": "django_paygate.providers.stripe.StripeProvider",
-        "OPTIONS": {"secret_key": "sk_test_...", "publishable_key": "pk_test_...",
-                    "webhook_secret": "whsec_..."},
-    }
-
-What this adapter guarantees:
-
-- One :class:`stripe.StripeClient` per provider instance, built on first use,
-  with an explicit timeout and retry count. Nothing is set on the ``stripe``
-  module (no global ``stripe.api_key``).
-- Every POST carries the deterministic ``Idempotency-Key`` the services derive
-  from our row; a call made of two POSTs (attach, then confirm) derives one
-  key per POST from it. The SDK's own retries reuse the same key.
-- Amounts are converted between our ISO 4217 minor units and Stripe's
-  (https://docs.stripe.com/currencies): ISK and UGX are whole units in ISO but
-  two-decimal in Stripe's API, MGA the other way round; three-decimal
-  currencies must end in 0; minimum charge amounts per currency. Anything
-  Stripe cannot charge is refused with :class:`InvalidAmount` before any
-  network call.
-- Stripe exceptions never escape: they become :mod:`django_paygate.exceptions`
-  errors whose messages are redacted (Stripe's error text can echo a masked
-  key, and ``StripeError.args`` / ``http_body`` hold whole response bodies).
-  The SDK's own DEBUG log (which prints response bodies, ``client_secret``
-  included) is redacted by a filter on the ``stripe`` logger.
-- Webhooks are verified here, not by the SDK: several ``v1`` signatures and
-  several secrets (rotation), a tolerance applied to timestamps in the past
-  *and* in the future, and every malformed input is a
-  :class:`WebhookVerificationError` (HTTP 400), never a ``TypeError``.
+Configure it as an alias in ``PAYGATE["PROVIDERS"]``; docs/providers/stripe.md
+tells every option, the amount rules, how Stripe's errors map to ours, and how
+webhooks are verified (here, not by the SDK) and applied.
 """
 
 from __future__ import annotations
@@ -39,7 +11,9 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
@@ -49,7 +23,6 @@ except ImportError:  # the "stripe" extra is not installed: the registry refuses
 
 from django_paygate import money
 from django_paygate.exceptions import (
-    ConfigurationError,
     InvalidAmount,
     PaygateError,
     PaymentDeclined,
@@ -61,11 +34,22 @@ from django_paygate.exceptions import (
 )
 from django_paygate.providers.base import (
     BaseProvider,
+    OptionCheck,
     ProviderDispute,
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
+    RedactingLogFilter,
     decode_json_body,
+    header,
+    integer,
+    is_int,
+    is_string,
+    is_strings,
+    mapping,
+    read_answer,
+    redact_logger,
+    text,
     verify_timestamped_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
@@ -133,17 +117,7 @@ def api_exponent(currency: str) -> int:
 
 def to_stripe_amount(amount: int, currency: str) -> int:
     """Our minor units -> Stripe's, or :class:`InvalidAmount` if Stripe cannot express it."""
-    shift = api_exponent(currency) - money.exponent(currency)
-    if shift >= 0:
-        api = amount * 10**shift
-    else:
-        unit = 10**-shift
-        if amount % unit:
-            raise InvalidAmount(
-                f"Stripe charges {currency} in whole units: "
-                f"{money.format_money(amount, currency)} is not a whole amount."
-            )
-        api = amount // unit
+    api = money.to_api_units(amount, currency, api_exponent(currency), provider="Stripe")
     if currency in STRIPE_THREE_DECIMAL and api % 10:
         raise InvalidAmount(
             f"Stripe requires {currency} amounts to end in 0 (the third decimal): "
@@ -158,15 +132,7 @@ def to_stripe_amount(amount: int, currency: str) -> int:
 
 def from_stripe_amount(api: Any, currency: str) -> int:
     """Stripe's minor units -> ours. Raises :class:`InvalidAmount` (a ``ValueError``)."""
-    if isinstance(api, bool) or not isinstance(api, int) or api < 0:
-        raise InvalidAmount("Stripe sent an amount that is not a non-negative integer.")
-    shift = api_exponent(currency) - money.exponent(currency)
-    if shift >= 0:
-        unit = 10**shift
-        if api % unit:
-            raise InvalidAmount(f"Stripe sent a fractional {currency} amount ({api}).")
-        return api // unit
-    return int(api * 10**-shift)
+    return money.from_api_units(api, currency, api_exponent(currency), provider="Stripe")
 
 
 # ---------------------------------------------------------------------------
@@ -189,37 +155,22 @@ _SECRET_PATTERNS = (
 )
 
 
-def redact(text: str) -> str:
-    """``text`` without API keys, webhook secrets, client secrets or signatures."""
+def redact(message: str) -> str:
+    """``message`` without API keys, webhook secrets, client secrets or signatures."""
     for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+        message = pattern.sub(replacement, message)
+    return message
 
 
-class RedactingFilter(logging.Filter):
-    """Redacts secrets from records of the ``stripe`` SDK logger.
-
-    The SDK logs every response body at DEBUG level, and a PaymentIntent's
-    body holds its ``client_secret``; its error log repeats Stripe's message,
-    which can echo a (masked) API key.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler
-            return True
-        cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, ()
-        return True
+#: The filter on the ``stripe`` logger: the SDK logs every response body at DEBUG level
+#: (a PaymentIntent's holds its ``client_secret``), and its error log repeats Stripe's
+#: message, which can echo a (masked) API key.
+RedactingFilter = RedactingLogFilter
 
 
 def install_log_redaction() -> None:
-    """Attach :class:`RedactingFilter` to the ``stripe`` logger (once)."""
-    sdk_logger = logging.getLogger("stripe")
-    if not any(isinstance(f, RedactingFilter) for f in sdk_logger.filters):
-        sdk_logger.addFilter(RedactingFilter())
+    """Attach the :class:`RedactingFilter` with :func:`redact` to the ``stripe`` logger (once)."""
+    redact_logger("stripe", redact)
 
 
 install_log_redaction()
@@ -302,45 +253,47 @@ _PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
 _MAX_REFUNDS_LISTED = 1000
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _id_of(value: Any) -> str:
     """The id of an expandable field (a string, or an expanded object)."""
-    if isinstance(value, str):
-        return value
-    return _str(_dict(value).get("id"))
+    return value if isinstance(value, str) else text(mapping(value).get("id"))
 
 
 def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
-    return _str(_dict(obj.get("metadata")).get(key)) or None
+    return text(mapping(obj.get("metadata")).get(key)) or None
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _currency(obj: Mapping[str, Any]) -> str:
+    """The upper-case currency of a Stripe object, one we know, else :class:`InvalidAmount`."""
+    currency = text(obj.get("currency")).upper()
+    if currency not in money.CURRENCY_EXPONENTS:
+        raise InvalidAmount("Stripe sent an unknown currency.")
+    return currency
+
+
+def _captured(intent: Mapping[str, Any], currency: str, fallback: int) -> int:
+    """What a succeeded PaymentIntent captured: its ``amount_received``, else its charge's
+    ``amount_captured``, else ``fallback`` (some test servers send neither)."""
+    charge = mapping(intent.get("latest_charge"))
+    for api in (intent.get("amount_received"), charge.get("amount_captured")):
+        if isinstance(api, int) and api > 0:
+            return from_stripe_amount(api, currency)
+    return fallback
+
+
+def _uncaptured(charge: Mapping[str, Any]) -> bool:
+    return charge.get("captured") is False or charge.get("amount_captured") == 0
 
 
 def _released(charge: Mapping[str, Any]) -> int:
-    """What releasing ``charge``'s authorization "refunded" before basil (Stripe's units).
-
-    All of it when nothing was captured (a cancel, an expiry), the rest of a
-    partial capture otherwise.
-    """
-    amount = _int(charge.get("amount"))
+    """What releasing ``charge``'s authorization "refunded" before basil (Stripe's units):
+    all of it when nothing was captured (a cancel, an expiry), else the rest of a partial
+    capture."""
+    amount = integer(charge.get("amount")) or 0
     if _uncaptured(charge):
         return amount
     captured = charge.get("amount_captured")
     # A charge without amount_captured (old API versions) was captured whole.
     return max(0, amount - captured) if isinstance(captured, int) else 0
-
-
-def _uncaptured(charge: Mapping[str, Any]) -> bool:
-    return charge.get("captured") is False or charge.get("amount_captured") == 0
 
 
 def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -> set[str]:
@@ -352,17 +305,42 @@ def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -
     refund of an authorization that expired.
     """
     theirs = [r for r in refunds if not _metadata(r, METADATA_REFUND_KEY)]
-    released = {_str(r.get("id")) for r in theirs if r.get("reason") == EXPIRED_UNCAPTURED}
+    released = {text(r.get("id")) for r in theirs if r.get("reason") == EXPIRED_UNCAPTURED}
     if _uncaptured(charge):
-        return released | {_str(r.get("id")) for r in theirs}
+        return released | {text(r.get("id")) for r in theirs}
     rest = _released(charge)
     first = sorted(
-        (r for r in theirs if _int(r.get("amount")) == rest),
-        key=lambda r: _int(r.get("created")),
+        (r for r in theirs if integer(r.get("amount")) == rest),
+        key=lambda r: integer(r.get("created")) or 0,
     )
     if rest and first:
-        released.add(_str(first[0].get("id")))
+        released.add(text(first[0].get("id")))
     return released
+
+
+def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
+    """Whether a refund event (rendered before basil) of a refund we did not make may only
+    report the release of an authorization, and so books nothing.
+
+    An expired authorization's refund says so. A partial capture's or a cancel's
+    is told apart by its charge, which ``charge.refunded`` carries (and a sync
+    reads); a succeeded refund in ``charge.refund.updated`` may be one, and a
+    refund made in the dashboard was reported by ``charge.refunded`` already.
+    """
+    if refund.get("reason") == EXPIRED_UNCAPTURED:
+        return True
+    return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
+
+
+#: SDK errors that leave the outcome unknown (or the call unmade), and what we say of them.
+_UNAVAILABLE = (
+    (
+        "APIConnectionError",
+        "Stripe could not be reached or did not answer in time; the outcome is unknown",
+    ),
+    ("RateLimitError", "Stripe is rate limiting requests (429); retry later"),
+    ("APIError", "Stripe answered HTTP {status}; the outcome is unknown"),
+)
 
 
 # ---------------------------------------------------------------------------
@@ -377,34 +355,26 @@ class StripeProvider(BaseProvider):
     default_options: ClassVar[Mapping[str, Any]] = {
         "secret_key": "",
         "publishable_key": "",
-        # A string, or a list of strings while a secret is being rotated.
-        "webhook_secret": "",
-        # Another Stripe-compatible API (a test server such as localstripe).
-        "api_base": None,
-        # None: the version the installed SDK is pinned to.
-        "api_version": None,
-        # Seconds: a number, or a (connect, read) pair.
+        "webhook_secret": "",  # a string, or a list while a secret is being rotated
+        "api_base": None,  # another Stripe-compatible API (a test server such as localstripe)
+        "api_version": None,  # None: the version the installed SDK is pinned to
         "timeout": 20,
-        # The SDK's retries of connection errors, 409 and 5xx, with the same key.
-        "max_network_retries": 2,
-        # True: Stripe picks payment methods (Dashboard settings); False: send
-        # ``payment_method_types``.
-        "automatic_payment_methods": True,
+        "max_network_retries": 2,  # the SDK's retries (connection, 409, 5xx), with the same key
+        "automatic_payment_methods": True,  # False: send payment_method_types
         "payment_method_types": ("card",),
-        # Seconds a webhook timestamp may differ from now, in either direction.
-        "webhook_tolerance": 300,
-        # Send the payment's description to Stripe.
+        "webhook_tolerance": 300,  # seconds a webhook timestamp may be off, either way
         "send_description": True,
-        # Send the payment's email as ``receipt_email`` (Stripe then emails receipts).
         "send_receipt_email": False,
-        # Copy the payment's scalar metadata entries into the PaymentIntent's metadata.
         "forward_metadata": False,
-        # Attach ``payment_method`` with an update, then confirm without it (two
-        # POSTs). Needed by test servers that cannot confirm with a payment method.
-        "attach_before_confirm": False,
-        # Stripe.js, as the shipped checkout page loads it (a stand-in for tests and
-        # air-gapped staging; allow its host in your Content-Security-Policy).
-        "script_url": "https://js.stripe.com/v3/",
+        "attach_before_confirm": False,  # two POSTs, for test servers that need them
+        "script_url": "https://js.stripe.com/v3/",  # Stripe.js, for the shipped checkout
+    }
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "secret_key": is_string(required=True, prefixes=("sk_", "rk_")),
+        "publishable_key": is_string(),
+        "max_network_retries": is_int(0, 10),
+        # Beyond an hour a captured delivery could be replayed for that long.
+        "webhook_tolerance": is_int(1, 3600),
     }
     confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
     required_options = ("secret_key",)
@@ -414,72 +384,25 @@ class StripeProvider(BaseProvider):
 
     def __init__(self, alias: str, **options: Any) -> None:
         super().__init__(alias, **options)
-        self._check_options()
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
         install_log_redaction()
 
-    def _check_options(self) -> None:
+    def check_options(self) -> None:
         o = self.options
-        where = f"PAYGATE['PROVIDERS'][{self.alias!r}]['OPTIONS']"
-        if not isinstance(o["secret_key"], str) or not o["secret_key"].strip():
-            raise ConfigurationError(f"{where}['secret_key'] must be a non-empty string.")
-        if not o["secret_key"].startswith(("sk_", "rk_")):
-            raise ConfigurationError(
-                f"{where}['secret_key'] must be a secret (sk_...) or restricted (rk_...) key, "
-                "not a publishable key or a webhook secret."
-            )
-        if not isinstance(o["publishable_key"], str):
-            raise ConfigurationError(f"{where}['publishable_key'] must be a string.")
-        secret, public = o["secret_key"], o["publishable_key"]
         for mode, other in (("live", "test"), ("test", "live")):
-            if secret.startswith(("sk_" + mode, "rk_" + mode)) and public.startswith("pk_" + other):
-                raise ConfigurationError(
-                    f"{where}: the secret key is a {mode} key but the publishable key is a "
-                    f"{other} key."
+            if o["secret_key"].startswith((f"sk_{mode}", f"rk_{mode}")) and o[
+                "publishable_key"
+            ].startswith(f"pk_{other}"):
+                raise self.option_error(
+                    "", f"the secret key is a {mode} key but the publishable key is a {other} key"
                 )
-        hook = o["webhook_secret"]
-        if hook and not (
-            isinstance(hook, str)
-            or (isinstance(hook, (list, tuple)) and all(isinstance(s, str) for s in hook))
-        ):
-            raise ConfigurationError(f"{where}['webhook_secret'] must be a string or a list.")
-        timeout = o["timeout"]
-        parts = timeout if isinstance(timeout, (list, tuple)) else (timeout,)
-        if not 1 <= len(parts) <= 2 or not all(
-            isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in parts
-        ):
-            raise ConfigurationError(
-                f"{where}['timeout'] must be a positive number of seconds, "
-                "or a (connect, read) pair."
-            )
-        retries = o["max_network_retries"]
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
-            raise ConfigurationError(f"{where}['max_network_retries'] must be an int from 0 to 10.")
-        tolerance = o["webhook_tolerance"]
-        if (
-            isinstance(tolerance, bool)
-            or not isinstance(tolerance, int)
-            or not 0 < tolerance <= 3600
-        ):
-            # Beyond an hour a captured delivery could be replayed for that long.
-            raise ConfigurationError(
-                f"{where}['webhook_tolerance'] must be an int of seconds from 1 to 3600."
-            )
-        types = o["payment_method_types"]
-        if not o["automatic_payment_methods"] and (
-            isinstance(types, str)
-            or not isinstance(types, (list, tuple))
-            or not types
-            or not all(isinstance(t, str) and t for t in types)
-        ):
-            raise ConfigurationError(
-                f"{where}['payment_method_types'] must be a non-empty list of strings "
-                "when automatic_payment_methods is False."
-            )
-        base = o["api_base"]
-        if base is not None and (not isinstance(base, str) or not base.startswith("http")):
-            raise ConfigurationError(f"{where}['api_base'] must be an http(s) URL.")
+        if not o["automatic_payment_methods"]:
+            try:
+                o["payment_method_types"] = is_strings(o["payment_method_types"])
+            except ValueError as exc:
+                problem = f"{exc} when automatic_payment_methods is False"
+                raise self.option_error("payment_method_types", problem) from None
 
     # -- the SDK client ----------------------------------------------------------
 
@@ -494,97 +417,54 @@ class StripeProvider(BaseProvider):
 
     def _build_client(self) -> stripe.StripeClient:
         o = self.options
-        timeout = o["timeout"]
-        if isinstance(timeout, list):
-            timeout = tuple(timeout)
         kwargs: dict[str, Any] = {
-            # A requests-based client: a per-instance timeout, and mockable in tests.
-            "http_client": stripe.RequestsClient(timeout=timeout),
+            # The SDK's own requests client, not self.session: its retries (timeouts, 409,
+            # 5xx) and its errors (a 409 "in progress") need the answers the session refuses.
+            "http_client": stripe.RequestsClient(timeout=o["timeout"]),
             "max_network_retries": o["max_network_retries"],
         }
         if o["api_base"]:
-            kwargs["base_addresses"] = {"api": o["api_base"].rstrip("/")}
+            kwargs["base_addresses"] = {"api": o["api_base"]}
         if o["api_version"]:
             kwargs["stripe_version"] = o["api_version"]
         return stripe.StripeClient(o["secret_key"], **kwargs)
 
-    def _call(self, operation: str, call: Callable[[], Any]) -> dict[str, Any]:
-        """Run one SDK call; return the object as a dict, or raise our error."""
-        try:
-            result = call()
-        except stripe.StripeError as exc:
-            error = self._translate(exc, operation)
-        else:
-            return result.to_dict() if hasattr(result, "to_dict") else dict(result)
-        # Raised outside the except block: the SDK exception (whose args and
-        # http_body hold the whole response) is neither the cause nor the context.
-        raise error
+    def _api(self, operation: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
+        """One SDK call (:meth:`call`), its answer as a dict."""
+        answer = self.call(operation, fn, *args, **kw)
+        return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
 
-    def _translate(self, exc: stripe.StripeError, operation: str) -> PaygateError:
-        err = _dict(_dict(exc.json_body).get("error"))
-        stripe_code = _str(err.get("code")) or _str(getattr(exc, "code", None))
-        stripe_message = redact(_str(err.get("message")))[:300]
-        extra = {
-            "http_status": exc.http_status,
-            "stripe_code": stripe_code,
-            "request_id": _str(exc.request_id),
-        }
-        what = f"Stripe {operation}"
+    def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
+        if stripe is None or not isinstance(exc, stripe.StripeError):
+            return None
+        err = mapping(mapping(exc.json_body).get("error"))
+        code = text(err.get("code")) or text(getattr(exc, "code", None))
+        message = redact(text(err.get("message")))
+        extra = {"http_status": exc.http_status, "stripe_code": code, "request_id": exc.request_id}
+        what, alias = f"Stripe {operation}", self.alias
         if isinstance(exc, stripe.CardError):
-            decline = _str(err.get("decline_code")) or stripe_code or "card_declined"
-            return PaymentDeclined(
-                stripe_message or "The card was declined.",
-                decline_code=decline[:128],
-                provider=self.alias,
-                **extra,
-            )
+            decline = text(err.get("decline_code")) or code or "card_declined"
+            message = message[:300] or "The card was declined."
+            return PaymentDeclined(message, decline_code=decline, provider=alias, **extra)
         if isinstance(exc, stripe.IdempotencyError):
-            return ProviderIdempotencyError(
-                f"{what}: Stripe refused the idempotency key as reused with other parameters.",
-                provider=self.alias,
-                **extra,
-            )
-        if exc.http_status == 409 and _str(err.get("type")) == "idempotency_error":
-            # "There is currently another in-progress request using this Idempotent Key":
-            # our own earlier request (a sync racing the call that made it) is running.
-            return ProviderRequestInProgress(
-                f"{what}: another request with this idempotency key is in progress at "
-                "Stripe; its outcome is settled by a sync or its webhook.",
-                provider=self.alias,
-                **extra,
-            )
-        if isinstance(exc, stripe.APIConnectionError):
-            return ProviderUnavailable(
-                f"{what}: Stripe could not be reached or did not answer in time; "
-                "the outcome is unknown.",
-                provider=self.alias,
-                **extra,
-            )
-        if isinstance(exc, stripe.RateLimitError):
-            return ProviderUnavailable(
-                f"{what}: Stripe is rate limiting requests (429); retry later.",
-                provider=self.alias,
-                **extra,
-            )
-        if isinstance(exc, stripe.APIError):
-            return ProviderUnavailable(
-                f"{what}: Stripe answered HTTP {exc.http_status or '?'}; the outcome is unknown.",
-                provider=self.alias,
-                **extra,
-            )
+            why = "Stripe refused the idempotency key as reused with other parameters."
+            return ProviderIdempotencyError(f"{what}: {why}", provider=alias, **extra)
+        if exc.http_status == 409 and text(err.get("type")) == "idempotency_error":
+            # "another in-progress request using this Idempotent Key": our own earlier
+            # request (a sync racing the call that made it) is still running.
+            why = "another request with this idempotency key is in progress at Stripe; its "
+            why += "outcome is settled by a sync or its webhook."
+            return ProviderRequestInProgress(f"{what}: {why}", provider=alias, **extra)
+        for name, why in _UNAVAILABLE:
+            if isinstance(exc, getattr(stripe, name)):
+                why = why.format(status=exc.http_status or "?")
+                return ProviderUnavailable(f"{what}: {why}.", provider=alias, **extra)
         if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
-            return ProviderError(
-                f"{what}: Stripe rejected the API key (HTTP {exc.http_status}); check "
-                f"OPTIONS['secret_key'] of {self.alias!r}.",
-                provider=self.alias,
-                **extra,
-            )
-        detail = f" ({stripe_code})" if stripe_code else ""
-        return ProviderError(
-            f"{what} failed{detail}: {stripe_message or type(exc).__name__}",
-            provider=self.alias,
-            **extra,
-        )
+            why = f"Stripe rejected the API key (HTTP {exc.http_status}); check "
+            why += f"OPTIONS['secret_key'] of {alias!r}."
+            return ProviderError(f"{what}: {why}", provider=alias, **extra)
+        detail = message or type(exc).__name__
+        return self.refused(operation, f"{detail} ({code})" if code else detail, **extra)
 
     # -- amounts -----------------------------------------------------------------
 
@@ -597,7 +477,8 @@ class StripeProvider(BaseProvider):
         try:
             return to_stripe_amount(amount, currency)
         except InvalidAmount as exc:
-            raise AmountRefused(str(exc), provider=self.alias) from None
+            error = AmountRefused(str(exc), provider=self.alias)
+        raise error
 
     # -- outbound calls -----------------------------------------------------------
 
@@ -609,6 +490,7 @@ class StripeProvider(BaseProvider):
         return str(payment.provider_payment_id)
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
+        o = self.options
         params: dict[str, Any] = {
             "amount": to_stripe_amount(payment.amount, payment.currency),
             "currency": payment.currency.lower(),
@@ -619,199 +501,145 @@ class StripeProvider(BaseProvider):
         }
         if payment.capture_method == "manual":
             params["capture_method"] = "manual"
-        if self.options["automatic_payment_methods"]:
+        if o["automatic_payment_methods"]:
             params["automatic_payment_methods"] = {"enabled": True}
         else:
-            params["payment_method_types"] = list(self.options["payment_method_types"])
-        if self.options["send_description"] and payment.description:
-            params["description"] = payment.description[:1000]
-        if self.options["send_receipt_email"] and payment.email:
+            params["payment_method_types"] = list(o["payment_method_types"])
+        if o["send_description"] and payment.description:
+            params["description"] = payment.description
+        if o["send_receipt_email"] and payment.email:
             params["receipt_email"] = payment.email
-        intent = self._call(
+        intent = self._api(
             "create PaymentIntent",
-            lambda: self.client.v1.payment_intents.create(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
-            ),
+            self.client.v1.payment_intents.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
         )
-        result = self._result(intent)
-        return _with(result, client_data=self._client_data_of(intent))
+        result = read_answer(self, self.payment_from_intent, intent)
+        return replace(result, client_data=self._client_data_of(intent))
 
     def _forwarded_metadata(self, payment: AbstractPayment) -> dict[str, str]:
-        """Scalar entries of ``payment.metadata`` that fit Stripe's limits."""
+        """Scalar entries of ``payment.metadata`` that fit Stripe's limits (50 keys, ours too)."""
         if not self.options["forward_metadata"] or not isinstance(payment.metadata, dict):
             return {}
-        out: dict[str, str] = {}
-        for key, value in payment.metadata.items():
-            if len(out) >= 49:  # 50 keys at most, ours included
-                break
-            if (
-                isinstance(key, str)
-                and 0 < len(key) <= 40
-                and "[" not in key
-                and key != METADATA_PAYMENT_KEY
-                and isinstance(value, (str, int))
-                and not isinstance(value, bool)
-                and len(str(value)) <= 500
-            ):
-                out[key] = str(value)
-        return out
+        fits = (
+            (key, str(value))
+            for key, value in payment.metadata.items()
+            if isinstance(key, str) and 0 < len(key) <= 40 and "[" not in key
+            and key != METADATA_PAYMENT_KEY
+            and (isinstance(value, str) or integer(value) is not None)
+            and len(str(value)) <= 500
+        )  # fmt: skip
+        return dict(islice(fits, 49))
 
     def _client_data_of(self, intent: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "client_secret": _str(intent.get("client_secret")),
+            "client_secret": text(intent.get("client_secret")),
             "publishable_key": self.options["publishable_key"],
-            "payment_intent_id": _str(intent.get("id")),
+            "payment_intent_id": text(intent.get("id")),
         }
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
         pid = self._intent_id(payment)
-        intent = self._call(
-            "retrieve PaymentIntent", lambda: self.client.v1.payment_intents.retrieve(pid)
-        )
-        return self._client_data_of(intent)
+        retrieve = self.client.v1.payment_intents.retrieve
+        return self._client_data_of(self._api("retrieve PaymentIntent", retrieve, pid))
 
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
     ) -> ProviderPayment:
-        unknown = sorted(set(data) - {"payment_method", "return_url"})
-        if unknown:
-            raise ProviderError(
-                f"Unexpected confirmation field {unknown[0]!r}.", provider=self.alias
-            )
+        self.clean_confirmation(data)
         pid = self._intent_id(payment)
-        payment_method = data.get("payment_method")
-        return_url = data.get("return_url")
-        if payment_method is not None and (
-            not isinstance(payment_method, str) or not _PAYMENT_METHOD_ID.fullmatch(payment_method)
+        method, return_url = data.get("payment_method"), data.get("return_url")
+        if method is not None and not (
+            isinstance(method, str) and _PAYMENT_METHOD_ID.fullmatch(method)
         ):
             raise ProviderError(
                 "payment_method must be a Stripe PaymentMethod id.", provider=self.alias
             )
-        if return_url is not None and (
-            not isinstance(return_url, str) or not return_url.startswith(("https://", "http://"))
+        if return_url is not None and not (
+            isinstance(return_url, str) and return_url.startswith(("https://", "http://"))
         ):
             raise ProviderError("return_url must be an http(s) URL.", provider=self.alias)
-        params: dict[str, Any] = {}
-        if return_url:
-            params["return_url"] = return_url
-        if payment_method and self.options["attach_before_confirm"]:
-            self._call(
-                "attach payment method",
-                lambda: self.client.v1.payment_intents.update(
-                    pid,
-                    params={"payment_method": payment_method},
-                    options={"idempotency_key": f"{idempotency_key}-update"},
-                ),
+        params: dict[str, Any] = {"return_url": return_url} if return_url else {}
+        intents = self.client.v1.payment_intents
+        if method and self.options["attach_before_confirm"]:
+            key = {"idempotency_key": f"{idempotency_key}-update"}
+            params_update = {"payment_method": method}
+            self._api(
+                "attach payment method", intents.update, pid, params=params_update, options=key
             )
-        elif payment_method:
-            params["payment_method"] = payment_method
-        intent = self._call(
-            "confirm PaymentIntent",
-            lambda: self.client.v1.payment_intents.confirm(
-                pid,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
-            ),
+        elif method:
+            params["payment_method"] = method
+        key = {"idempotency_key": idempotency_key}
+        intent = self._api(
+            "confirm PaymentIntent", intents.confirm, pid, params=params, options=key
         )
-        return self._result(intent)
+        return read_answer(self, self.payment_from_intent, intent)
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
     ) -> ProviderPayment:
         pid = self._intent_id(payment)
-        if amount > payment.amount:
-            raise AmountRefused(
-                f"Cannot capture {money.format_money(amount, payment.currency)}: only "
-                f"{money.format_money(payment.amount, payment.currency)} was authorized.",
-                provider=self.alias,
-            )
-        api_amount = self._api_amount(amount, payment.currency)
-        intent = self._call(
-            "capture PaymentIntent",
-            lambda: self.client.v1.payment_intents.capture(
-                pid,
-                params={"amount_to_capture": api_amount},
-                options={"idempotency_key": idempotency_key},
-            ),
-        )
-        return self._result(intent, captured_hint=amount)
+        params = {"amount_to_capture": self._api_amount(amount, payment.currency)}
+        key = {"idempotency_key": idempotency_key}
+        capture = self.client.v1.payment_intents.capture
+        intent = self._api("capture PaymentIntent", capture, pid, params=params, options=key)
+        return read_answer(self, self.payment_from_intent, intent, captured_hint=amount)
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         pid = self._intent_id(payment)
-        intent = self._call(
-            "cancel PaymentIntent",
-            lambda: self.client.v1.payment_intents.cancel(
-                pid, options={"idempotency_key": idempotency_key}
-            ),
-        )
-        return self._result(intent)
+        cancel, key = self.client.v1.payment_intents.cancel, {"idempotency_key": idempotency_key}
+        intent = self._api("cancel PaymentIntent", cancel, pid, options=key)
+        return read_answer(self, self.payment_from_intent, intent)
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
     ) -> ProviderRefund:
         pid = self._intent_id(payment)
-        # localstripe (and a bug above us) would accept more: check our own invariants.
-        if refund.currency != payment.currency:
-            raise AmountRefused(
-                "The refund's currency differs from the payment's.", provider=self.alias
-            )
-        if refund.amount <= 0 or refund.amount > payment.amount_captured:
-            raise AmountRefused(
-                f"Cannot refund {money.format_money(refund.amount, refund.currency)} of a payment "
-                f"with {money.format_money(payment.amount_captured, payment.currency)} captured.",
-                provider=self.alias,
-            )
-        api_amount = self._api_amount(refund.amount, refund.currency)
         params = {
             "payment_intent": pid,
-            "amount": api_amount,
+            "amount": self._api_amount(refund.amount, refund.currency),
             "metadata": {
                 METADATA_REFUND_KEY: str(refund.pk),
                 METADATA_PAYMENT_KEY: str(payment.pk),
             },
         }
-        obj = self._call(
-            "create refund",
-            lambda: self.client.v1.refunds.create(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
-            ),
-        )
-        try:
-            return self.refund_from_object(obj, payment_intent=pid)
-        except InvalidAmount as exc:
-            raise ProviderError(str(exc), provider=self.alias) from None
+        create, key = self.client.v1.refunds.create, {"idempotency_key": idempotency_key}
+        obj = self._api("create refund", create, params=params, options=key)
+        return read_answer(self, self.refund_from_object, obj, payment_intent=pid)
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         if not payment.provider_payment_id:
-            # Never linked: the services create it again with the same
-            # idempotency key, which returns the PaymentIntent Stripe may
-            # already have made (keys live at least 24 hours).
+            # Never linked: the services create it again with the same idempotency key,
+            # which returns the PaymentIntent Stripe may already have made (keys live at
+            # least 24 hours).
             return ProviderPayment(provider_payment_id=None, status=None)
         pid = str(payment.provider_payment_id)
         # Before basil the charge tells which refunds only released the authorization.
         releases = self.releases_are_refunds()
-        params: dict[str, Any] = {"expand": ["latest_charge"]} if releases else {}
-        intent = self._call(
-            "retrieve PaymentIntent",
-            lambda: self.client.v1.payment_intents.retrieve(pid, params=params),  # type: ignore[arg-type]
-        )
-        refunds: list[ProviderRefund] = []
+        params = {"expand": ["latest_charge"]} if releases else {}
+        retrieve = self.client.v1.payment_intents.retrieve
+        intent = self._api("retrieve PaymentIntent", retrieve, pid, params=params)
+        page: list[dict[str, Any]] = []
         # API versions before 2022-11-15 have no latest_charge: a captured intent is enough.
         # A canceled intent captured nothing: a refund of it only released it (before basil).
         captured = intent.get("latest_charge") or intent.get("status") == "succeeded"
         if captured and intent.get("status") != "canceled":
-            page = self._call_list(pid)
-            charge = _dict(intent.get("latest_charge"))
+            page = self.call("list refunds", self._list_refunds, pid)
+            charge = mapping(intent.get("latest_charge"))
             if releases and charge:
                 released = _release_refunds(charge, page)
-                page = [r for r in page if _str(r.get("id")) not in released]
-            try:
-                refunds = [self.refund_from_object(r, payment_intent=pid) for r in page]
-            except InvalidAmount as exc:
-                raise ProviderError(str(exc), provider=self.alias) from None
-        return _with(self._result(intent), refunds=tuple(refunds))
+                page = [r for r in page if text(r.get("id")) not in released]
+
+        def answer() -> ProviderPayment:
+            refunds = tuple(self.refund_from_object(r, payment_intent=pid) for r in page)
+            return replace(self.payment_from_intent(intent), refunds=refunds)
+
+        return read_answer(self, answer)
+
+    def _list_refunds(self, pid: str) -> list[dict[str, Any]]:
+        found = self.client.v1.refunds.list(params={"payment_intent": pid, "limit": 100})
+        return [item.to_dict() for item in islice(found.auto_paging_iter(), _MAX_REFUNDS_LISTED)]
 
     def releases_are_refunds(self, api_version: str = "") -> bool:
         """Whether Stripe, at ``api_version`` (default: the one we call with), reports the
@@ -819,29 +647,7 @@ class StripeProvider(BaseProvider):
         version = api_version or self.options["api_version"] or stripe.api_version
         return str(version) < RELEASES_WITHOUT_REFUND
 
-    def _call_list(self, pid: str) -> list[dict[str, Any]]:
-        def listing() -> Any:
-            found = self.client.v1.refunds.list(params={"payment_intent": pid, "limit": 100})
-            items = []
-            for item in found.auto_paging_iter():
-                items.append(item.to_dict())
-                if len(items) >= _MAX_REFUNDS_LISTED:
-                    break
-            return {"data": items}
-
-        return list(self._call("list refunds", listing)["data"])
-
     # -- Stripe objects -> neutral results ------------------------------------------
-
-    def _result(
-        self, intent: Mapping[str, Any], *, captured_hint: int | None = None
-    ) -> ProviderPayment:
-        """:meth:`payment_from_intent` for an answer to our own call (an odd answer is
-        Stripe's failure, not the caller's input)."""
-        try:
-            return self.payment_from_intent(intent, captured_hint=captured_hint)
-        except InvalidAmount as exc:
-            raise ProviderError(str(exc), provider=self.alias) from None
 
     def payment_from_intent(
         self, intent: Mapping[str, Any], *, captured_hint: int | None = None
@@ -852,42 +658,27 @@ class StripeProvider(BaseProvider):
         PaymentIntent (``amount_received``) nor its charge (``amount_captured``)
         says how much was captured, as with some test servers.
         """
-        currency = _str(intent.get("currency")).upper()
-        if currency not in money.CURRENCY_EXPONENTS:
-            raise InvalidAmount("Stripe sent an unknown currency.")
-        stripe_status = _str(intent.get("status"))
+        currency = _currency(intent)
+        stripe_status = text(intent.get("status"))
         status = INTENT_STATUSES.get(stripe_status)
-        error = _dict(intent.get("last_payment_error"))
-        failure_code = failure_message = ""
-        if stripe_status == "requires_payment_method" and error:
-            status = P.FAILED
-            failure_code = (_str(error.get("decline_code")) or _str(error.get("code")))[:128]
-            failure_message = redact(_str(error.get("message")))[:1000]
+        error = mapping(intent.get("last_payment_error"))
+        failed = stripe_status == "requires_payment_method" and bool(error)
         amount = from_stripe_amount(intent.get("amount"), currency)
-        charge = intent.get("latest_charge")
-        charge_id = _id_of(charge)
-        captured: int | None = None
-        if status == P.SUCCEEDED:
-            received = intent.get("amount_received")
-            charge_captured = _dict(charge).get("amount_captured")
-            if isinstance(received, int) and received > 0:
-                captured = from_stripe_amount(received, currency)
-            elif isinstance(charge_captured, int) and charge_captured > 0:
-                captured = from_stripe_amount(charge_captured, currency)
-            elif captured_hint is not None:
-                captured = captured_hint
-            else:
-                captured = amount
-        next_action = _dict(intent.get("next_action")) or None
+        hint = amount if captured_hint is None else captured_hint
+        charge_id = _id_of(intent.get("latest_charge"))
         return ProviderPayment(
-            provider_payment_id=_str(intent.get("id")) or None,
-            status=status,
+            provider_payment_id=text(intent.get("id")) or None,
+            status=P.FAILED if failed else status,
             amount=amount,
             currency=currency,
-            amount_captured=captured,
-            failure_code=failure_code,
-            failure_message=failure_message,
-            next_action=next_action if status == P.REQUIRES_ACTION else None,
+            amount_captured=_captured(intent, currency, hint) if status == P.SUCCEEDED else None,
+            failure_code=text(error.get("decline_code")) or text(error.get("code"))
+            if failed
+            else "",
+            failure_message=redact(text(error.get("message"))) if failed else "",
+            next_action=mapping(intent.get("next_action")) or None
+            if status == P.REQUIRES_ACTION
+            else None,
             provider_data={"latest_charge": charge_id} if charge_id else {},
             our_payment_id=_metadata(intent, METADATA_PAYMENT_KEY),
         )
@@ -900,40 +691,34 @@ class StripeProvider(BaseProvider):
         status: RefundStatus | None = None,
     ) -> ProviderRefund:
         """A Stripe Refund (as a dict) in our terms."""
-        currency = _str(obj.get("currency")).upper()
-        if currency not in money.CURRENCY_EXPONENTS:
-            raise InvalidAmount("Stripe sent an unknown currency.")
-        if status is None:
-            status = REFUND_STATUSES.get(_str(obj.get("status")), RefundStatus.PENDING)
+        currency = _currency(obj)
         return ProviderRefund(
-            provider_refund_id=_str(obj.get("id")),
-            status=status,
+            provider_refund_id=text(obj.get("id")),
+            status=status or REFUND_STATUSES.get(text(obj.get("status")), RefundStatus.PENDING),
             amount=from_stripe_amount(obj.get("amount"), currency),
             currency=currency,
             provider_payment_id=_id_of(obj.get("payment_intent")) or payment_intent,
             our_refund_id=_metadata(obj, METADATA_REFUND_KEY),
-            failure_reason=_str(obj.get("failure_reason"))[:255],
+            failure_reason=text(obj.get("failure_reason")),
         )
 
     def dispute_from_object(self, obj: Mapping[str, Any], event_type: str) -> ProviderDispute:
-        currency = _str(obj.get("currency")).upper()
-        if currency not in money.CURRENCY_EXPONENTS:
-            raise InvalidAmount("Stripe sent an unknown currency.")
+        currency = _currency(obj)
         default = DisputeStatus.CLOSED if event_type.endswith(".closed") else DisputeStatus.OPEN
         return ProviderDispute(
-            provider_dispute_id=_str(obj.get("id")),
-            status=DISPUTE_STATUSES.get(_str(obj.get("status")), default),
+            provider_dispute_id=text(obj.get("id")),
+            status=DISPUTE_STATUSES.get(text(obj.get("status")), default),
             amount=from_stripe_amount(obj.get("amount"), currency),
             currency=currency,
             provider_payment_id=_id_of(obj.get("payment_intent")) or None,
-            reason=_str(obj.get("reason"))[:255],
+            reason=text(obj.get("reason")),
         )
 
     # -- webhooks --------------------------------------------------------------------
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
         verify_timestamped_hmac(
-            _header(headers, SIGNATURE_HEADER),
+            header(headers, SIGNATURE_HEADER),
             body,
             self.webhook_secrets(),
             tolerance=int(self.options["webhook_tolerance"]),
@@ -949,23 +734,19 @@ class StripeProvider(BaseProvider):
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         event = decode_json_body(body)
-        if not isinstance(event, dict) or not _str(event.get("id")):
+        if not isinstance(event, dict) or not text(event.get("id")):
             raise WebhookVerificationError("The Stripe event has no id.", provider=self.alias)
-        event_id = _str(event.get("id"))[:255]
-        event_type = _str(event.get("type"))[:128]
-        created = event.get("created")
+        event_id, event_type = text(event.get("id")), text(event.get("type"))
+        created = integer(event.get("created")) or 0
         occurred_at = (
-            datetime.fromtimestamp(created, tz=timezone.utc)
-            if isinstance(created, int) and not isinstance(created, bool) and 0 < created < 2**37
-            else None
+            datetime.fromtimestamp(created, tz=timezone.utc) if 0 < created < 2**37 else None
         )
         base = ProviderEvent(event_id=event_id, type=event_type, occurred_at=occurred_at)
         # Thin events carry no object (https://docs.stripe.com/event-destinations): ignored.
-        obj = _dict(_dict(event.get("data")).get("object"))
+        obj = mapping(mapping(event.get("data")).get("object"))
         if event.get("object") != "event" or not obj:
             return base
-        livemode = event.get("livemode")
-        mode = self.livemode
+        livemode, mode = event.get("livemode"), self.livemode
         if event.get("account") or (isinstance(livemode, bool) and mode not in (None, livemode)):
             # A connected account's object, or one of the other mode (a Connect endpoint
             # also gets test events): never one of our PaymentIntents, whatever its
@@ -973,7 +754,7 @@ class StripeProvider(BaseProvider):
             logger.warning("Stripe event %s is not about this account and mode.", event_id)
             return base
         try:
-            return self._event_update(base, event_type, obj, _str(event.get("api_version")))
+            return self._event_update(base, event_type, obj, text(event.get("api_version")))
         except InvalidAmount as exc:
             # Signed by Stripe, so not garbage: an object in a currency we never charge in
             # (another integration on the account, an old charge) is not ours. Refusing it
@@ -994,46 +775,49 @@ class StripeProvider(BaseProvider):
     def _event_update(
         self, base: ProviderEvent, event_type: str, obj: dict[str, Any], api_version: str = ""
     ) -> ProviderEvent:
-        kind = _str(obj.get("object"))
+        kind = text(obj.get("object"))
         if event_type in PAYMENT_EVENTS and kind == "payment_intent":
             payment = self.payment_from_intent(obj)
             if event_type == "payment_intent.payment_failed" and payment.status == P.PENDING:
-                payment = _with(payment, status=P.FAILED)
-            return _with(base, payment=payment, our_payment_id=payment.our_payment_id)
+                payment = replace(payment, status=P.FAILED)
+            return replace(base, payment=payment, our_payment_id=payment.our_payment_id)
         releases = bool(api_version) and self.releases_are_refunds(api_version)
         if event_type == "charge.refunded" and kind == "charge":
-            data = _dict(obj.get("refunds")).get("data")
-            refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
-            released = 0
-            if releases:
-                released = _released(obj)
-                if released >= _int(obj.get("amount")):
-                    return base  # nothing was captured: the authorization was released
-                ids = _release_refunds(obj, refunds)
-                refunds = [r for r in refunds if _str(r.get("id")) not in ids]
-            if not refunds and api_version and api_version < REFUND_EVENTS_FOR_ALL_REFUNDS:
-                # From 2022-11-15 to 2024-10-27 the charge has no refunds list and card
-                # refunds send no refund.* event: the total is all there is to go on.
-                return _with(base, payment=self._refunded_total(obj, released))
-            if not refunds:  # from 2024-10-28 the refund.* events carry it
-                return base
-            newest = max(refunds, key=lambda r: r.get("created") or 0)
-            refund = self.refund_from_object(
-                newest, payment_intent=_id_of(obj.get("payment_intent")) or None
-            )
-            return _with(
-                base, refund=refund, our_payment_id=_metadata(newest, METADATA_PAYMENT_KEY)
-            )
+            return self._charge_refunded(base, obj, api_version, releases)
         if event_type in REFUND_EVENTS and kind == "refund":
             theirs = not _metadata(obj, METADATA_REFUND_KEY)
             if releases and theirs and _release_like(event_type, obj):
                 return base
             forced = RefundStatus.FAILED if event_type == "refund.failed" else None
             refund = self.refund_from_object(obj, status=forced)
-            return _with(base, refund=refund, our_payment_id=_metadata(obj, METADATA_PAYMENT_KEY))
+            our_payment_id = _metadata(obj, METADATA_PAYMENT_KEY)
+            return replace(base, refund=refund, our_payment_id=our_payment_id)
         if event_type in DISPUTE_EVENTS and kind == "dispute":
-            return _with(base, dispute=self.dispute_from_object(obj, event_type))
+            return replace(base, dispute=self.dispute_from_object(obj, event_type))
         return base
+
+    def _charge_refunded(
+        self, base: ProviderEvent, charge: dict[str, Any], api_version: str, releases: bool
+    ) -> ProviderEvent:
+        data = mapping(charge.get("refunds")).get("data")
+        refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        released = 0
+        if releases:
+            released = _released(charge)
+            if released >= (integer(charge.get("amount")) or 0):
+                return base  # nothing was captured: the authorization was released
+            ids = _release_refunds(charge, refunds)
+            refunds = [r for r in refunds if text(r.get("id")) not in ids]
+        if not refunds and api_version and api_version < REFUND_EVENTS_FOR_ALL_REFUNDS:
+            # From 2022-11-15 to 2024-10-27 the charge has no refunds list and card
+            # refunds send no refund.* event: the total is all there is to go on.
+            return replace(base, payment=self._refunded_total(charge, released))
+        if not refunds:  # from 2024-10-28 the refund.* events carry it
+            return base
+        newest = max(refunds, key=lambda r: r.get("created") or 0)
+        pid = _id_of(charge.get("payment_intent")) or None
+        refund = self.refund_from_object(newest, payment_intent=pid)
+        return replace(base, refund=refund, our_payment_id=_metadata(newest, METADATA_PAYMENT_KEY))
 
     def _refunded_total(
         self, charge: Mapping[str, Any], released: int = 0
@@ -1041,7 +825,7 @@ class StripeProvider(BaseProvider):
         """What a ``charge.refunded`` without a refunds list says: the total refunded
         (less what releasing the authorization counted in it before basil)."""
         pid = _id_of(charge.get("payment_intent"))
-        currency = _str(charge.get("currency")).upper()
+        currency = text(charge.get("currency")).upper()
         # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
         refunded = charge.get("amount_refunded")
         if released and isinstance(refunded, int):
@@ -1062,34 +846,6 @@ class AmountRefused(InvalidAmount, ProviderError):
 
     code = "invalid_amount"
     status_code = 400
-
-
-def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
-    """Whether a refund event (rendered before basil) of a refund we did not make may only
-    report the release of an authorization, and so books nothing.
-
-    An expired authorization's refund says so. A partial capture's or a cancel's
-    is told apart by its charge, which ``charge.refunded`` carries (and a sync
-    reads); a succeeded refund in ``charge.refund.updated`` may be one, and a
-    refund made in the dashboard was reported by ``charge.refunded`` already.
-    """
-    if refund.get("reason") == EXPIRED_UNCAPTURED:
-        return True
-    return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value: Any = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        value = next((v for k, v in headers.items() if str(k).lower() == lower), None)
-    return value if isinstance(value, str) else ""
-
-
-def _with(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
 
 
 __all__ = [
