@@ -738,3 +738,29 @@ def read_answer(provider: BaseProvider, read: Callable[..., _T], *args: Any, **k
     except InvalidAmount as exc:
         error = ProviderError(str(exc), provider=provider.alias)
     raise error
+
+
+class AmountRefused(InvalidAmount, ProviderError):
+    """The provider cannot capture or refund this amount (its own amount rules); refused
+    before any network call.
+
+    An :class:`InvalidAmount` for callers, and a :class:`ProviderError` for the
+    services, which then settle the pending refund as failed instead of leaving it
+    reserved.
+    """
+
+    code = "invalid_amount"
+    status_code = 400
+
+
+def provider_amount(
+    provider: BaseProvider, convert: Callable[[int, str], int], amount: int, currency: str
+) -> int:
+    """``convert(amount, currency)``, our minor units in the provider's, for a capture or a
+    refund: an amount it refuses (:class:`InvalidAmount`) is an :class:`AmountRefused`,
+    raised unchained."""
+    try:
+        return convert(amount, currency)
+    except InvalidAmount as exc:
+        error = AmountRefused(str(exc), provider=provider.alias)
+    raise error

@@ -33,6 +33,7 @@ from django_paygate.exceptions import (
     WebhookVerificationError,
 )
 from django_paygate.providers.base import (
+    AmountRefused,
     BaseProvider,
     OptionCheck,
     ProviderDispute,
@@ -47,6 +48,7 @@ from django_paygate.providers.base import (
     is_string,
     is_strings,
     mapping,
+    provider_amount,
     read_answer,
     redact_logger,
     text,
@@ -63,9 +65,7 @@ SIGNATURE_HEADER = "Stripe-Signature"
 METADATA_PAYMENT_KEY = "paygate_payment_id"
 METADATA_REFUND_KEY = "paygate_refund_id"
 
-# ---------------------------------------------------------------------------
-# Currencies (https://docs.stripe.com/currencies, checked 2025)
-# ---------------------------------------------------------------------------
+# -- Currencies (https://docs.stripe.com/currencies, checked 2025) ---------------------
 
 #: Currencies Stripe charges in whole units ("zero-decimal").
 STRIPE_ZERO_DECIMAL = frozenset(
@@ -74,10 +74,6 @@ STRIPE_ZERO_DECIMAL = frozenset(
 )  # fmt: skip
 #: Three-decimal currencies: the amount's last digit must be 0.
 STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-#: "Special cases": ISK and UGX became zero-decimal, but Stripe's API keeps them
-#: two-decimal with "00" as the decimals (5 ISK is ``500``). HUF and TWD are
-#: zero-decimal for payouts only; charges keep two decimals, as in ISO 4217.
-STRIPE_TWO_DECIMAL_WHOLE_UNITS = frozenset({"ISK", "UGX"})
 #: ISO 4217 codes Stripe does not charge in: fund and precious-metal codes,
 #: four-decimal units, three-decimal currencies outside Stripe's list, and
 #: currencies of sanctioned countries.
@@ -107,12 +103,15 @@ MINIMUM_AMOUNTS: Mapping[str, int] = {
 
 
 def api_exponent(currency: str) -> int:
-    """Decimal places of ``currency`` in Stripe's ``amount`` fields."""
+    """Decimal places of ``currency`` in Stripe's ``amount`` fields.
+
+    ISK and UGX became zero-decimal, but Stripe's API keeps them two-decimal with "00"
+    as the decimals (5 ISK is ``500``). HUF and TWD are zero-decimal for payouts only;
+    charges keep two decimals, as in ISO 4217.
+    """
     if currency in STRIPE_ZERO_DECIMAL:
         return 0
-    if currency in STRIPE_THREE_DECIMAL:
-        return 3
-    return 2
+    return 3 if currency in STRIPE_THREE_DECIMAL else 2
 
 
 def to_stripe_amount(amount: int, currency: str) -> int:
@@ -135,9 +134,7 @@ def from_stripe_amount(api: Any, currency: str) -> int:
     return money.from_api_units(api, currency, api_exponent(currency), provider="Stripe")
 
 
-# ---------------------------------------------------------------------------
-# Secret hygiene
-# ---------------------------------------------------------------------------
+# -- Secret hygiene -------------------------------------------------------------------
 
 _SECRET_PATTERNS = (
     # "client_secret": "...", client_secret=... (JSON, logfmt, form bodies).
@@ -153,6 +150,7 @@ _SECRET_PATTERNS = (
     # A Stripe-Signature value, should one be echoed anywhere.
     (re.compile(r"\bv[01]=[0-9a-fA-F]{16,}"), "v1=[redacted]"),
 )
+_CLIENT_SECRET_JSON = re.compile(r'("client_secret"\s*:\s*")(?:[^"\\]|\\.)*(")')
 
 
 def redact(message: str) -> str:
@@ -162,57 +160,34 @@ def redact(message: str) -> str:
     return message
 
 
-#: The filter on the ``stripe`` logger: the SDK logs every response body at DEBUG level
-#: (a PaymentIntent's holds its ``client_secret``), and its error log repeats Stripe's
-#: message, which can echo a (masked) API key.
+#: The filter on the ``stripe`` logger, with :func:`redact`: the SDK logs every response
+#: body at DEBUG level (a PaymentIntent's holds its ``client_secret``), and its error log
+#: repeats Stripe's message, which can echo a (masked) API key.
 RedactingFilter = RedactingLogFilter
+redact_logger("stripe", redact)
 
-
-def install_log_redaction() -> None:
-    """Attach the :class:`RedactingFilter` with :func:`redact` to the ``stripe`` logger (once)."""
-    redact_logger("stripe", redact)
-
-
-install_log_redaction()
-
-
-# ---------------------------------------------------------------------------
-# Mapping tables
-# ---------------------------------------------------------------------------
+# -- Mapping tables ------------------------------------------------------------------
 
 P = PaymentStatus
-
 #: PaymentIntent status -> ours (``requires_payment_method`` after a failed
 #: attempt is ``failed``: see :meth:`StripeProvider.payment_from_intent`).
 INTENT_STATUSES: Mapping[str, PaymentStatus] = {
-    "requires_payment_method": P.PENDING,
-    "requires_confirmation": P.PENDING,
-    "requires_action": P.REQUIRES_ACTION,
-    "processing": P.PROCESSING,
-    "requires_capture": P.AUTHORIZED,
-    "succeeded": P.SUCCEEDED,
-    "canceled": P.CANCELED,
-}
-
-#: PaymentIntent events django-paygate acts on.
+    "requires_payment_method": P.PENDING, "requires_confirmation": P.PENDING,
+    "requires_action": P.REQUIRES_ACTION, "processing": P.PROCESSING,
+    "requires_capture": P.AUTHORIZED, "succeeded": P.SUCCEEDED, "canceled": P.CANCELED,
+}  # fmt: skip
+#: The events django-paygate acts on.
 PAYMENT_EVENTS = frozenset(
-    {
-        "payment_intent.succeeded",
-        "payment_intent.processing",
-        "payment_intent.requires_action",
-        "payment_intent.payment_failed",
-        "payment_intent.canceled",
-        "payment_intent.amount_capturable_updated",
-    }
-)
+    {"payment_intent.succeeded", "payment_intent.processing", "payment_intent.requires_action",
+     "payment_intent.payment_failed", "payment_intent.canceled",
+     "payment_intent.amount_capturable_updated"}
+)  # fmt: skip
 REFUND_EVENTS = frozenset(
-    {
-        "charge.refunded",
-        "charge.refund.updated",
-        "refund.created",
-        "refund.updated",
-        "refund.failed",
-    }
+    {"charge.refunded", "charge.refund.updated", "refund.created", "refund.updated",
+     "refund.failed"}
+)  # fmt: skip
+DISPUTE_EVENTS = frozenset(
+    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
 )
 #: From this API version on, refund.* events are sent for card refunds too.
 REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
@@ -224,31 +199,20 @@ REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
 RELEASES_WITHOUT_REFUND = "2025-03-31"
 #: The reason Stripe gives the Refund of an authorization that expired uncaptured.
 EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
-DISPUTE_EVENTS = frozenset(
-    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
-)
 
+R = RefundStatus
 REFUND_STATUSES: Mapping[str, RefundStatus] = {
-    "pending": RefundStatus.PENDING,
-    "requires_action": RefundStatus.PENDING,
-    "succeeded": RefundStatus.SUCCEEDED,
-    "failed": RefundStatus.FAILED,
-    "canceled": RefundStatus.CANCELED,
-}
-
+    "pending": R.PENDING, "requires_action": R.PENDING, "succeeded": R.SUCCEEDED,
+    "failed": R.FAILED, "canceled": R.CANCELED,
+}  # fmt: skip
+D = DisputeStatus
 DISPUTE_STATUSES: Mapping[str, DisputeStatus] = {
     # Inquiries (warning_*): the bank asks, no funds are withdrawn; a refund may settle one.
-    "warning_needs_response": DisputeStatus.INQUIRY,
-    "warning_under_review": DisputeStatus.INQUIRY,
-    "needs_response": DisputeStatus.OPEN,
-    "under_review": DisputeStatus.UNDER_REVIEW,
-    "won": DisputeStatus.WON,
-    "lost": DisputeStatus.LOST,
-    "warning_closed": DisputeStatus.CLOSED,
-    "prevented": DisputeStatus.CLOSED,
-}
+    "warning_needs_response": D.INQUIRY, "warning_under_review": D.INQUIRY,
+    "needs_response": D.OPEN, "under_review": D.UNDER_REVIEW, "won": D.WON, "lost": D.LOST,
+    "warning_closed": D.CLOSED, "prevented": D.CLOSED,
+}  # fmt: skip
 
-_CLIENT_SECRET_JSON = re.compile(r'("client_secret"\s*:\s*")(?:[^"\\]|\\.)*(")')
 _PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
 _MAX_REFUNDS_LISTED = 1000
 
@@ -263,7 +227,7 @@ def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
 
 
 def _currency(obj: Mapping[str, Any]) -> str:
-    """The upper-case currency of a Stripe object, one we know, else :class:`InvalidAmount`."""
+    """The currency of a Stripe object, upper case; one we do not know is InvalidAmount."""
     currency = text(obj.get("currency")).upper()
     if currency not in money.CURRENCY_EXPONENTS:
         raise InvalidAmount("Stripe sent an unknown currency.")
@@ -332,20 +296,23 @@ def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
     return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
 
 
-#: SDK errors that leave the outcome unknown (or the call unmade), and what we say of them.
-_UNAVAILABLE = (
-    (
-        "APIConnectionError",
-        "Stripe could not be reached or did not answer in time; the outcome is unknown",
-    ),
-    ("RateLimitError", "Stripe is rate limiting requests (429); retry later"),
-    ("APIError", "Stripe answered HTTP {status}; the outcome is unknown"),
-)
-
-
-# ---------------------------------------------------------------------------
-# The provider
-# ---------------------------------------------------------------------------
+#: Stripe's errors in ours: the first entry whose SDK class the error is (no class: a
+#: 409 ``idempotency_error``, "another in-progress request using this Idempotent Key",
+#: our own earlier request still running), and what we say. Other errors are refusals.
+_ERRORS: tuple[tuple[str, type[PaygateError], str], ...] = (
+    ("IdempotencyError", ProviderIdempotencyError,
+     "Stripe refused the idempotency key as reused with other parameters"),
+    ("", ProviderRequestInProgress, "another request with this idempotency key is in "
+     "progress at Stripe; its outcome is settled by a sync or its webhook"),
+    ("APIConnectionError", ProviderUnavailable,
+     "Stripe could not be reached or did not answer in time; the outcome is unknown"),
+    ("RateLimitError", ProviderUnavailable, "Stripe is rate limiting requests (429); retry later"),
+    ("APIError", ProviderUnavailable, "Stripe answered HTTP {status}; the outcome is unknown"),
+    ("AuthenticationError", ProviderError, "Stripe rejected the API key (HTTP {status}); "
+     "check OPTIONS['secret_key'] of {alias!r}"),
+    ("PermissionError", ProviderError, "Stripe rejected the API key (HTTP {status}); "
+     "check OPTIONS['secret_key'] of {alias!r}"),
+)  # fmt: skip
 
 
 class StripeProvider(BaseProvider):
@@ -386,29 +353,27 @@ class StripeProvider(BaseProvider):
         super().__init__(alias, **options)
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
-        install_log_redaction()
+        redact_logger("stripe", redact)
 
     def check_options(self) -> None:
-        o = self.options
+        secret, public = self.options["secret_key"], self.options["publishable_key"]
         for mode, other in (("live", "test"), ("test", "live")):
-            if o["secret_key"].startswith((f"sk_{mode}", f"rk_{mode}")) and o[
-                "publishable_key"
-            ].startswith(f"pk_{other}"):
-                raise self.option_error(
-                    "", f"the secret key is a {mode} key but the publishable key is a {other} key"
-                )
-        if not o["automatic_payment_methods"]:
+            if secret.startswith((f"sk_{mode}", f"rk_{mode}")) and public.startswith(f"pk_{other}"):
+                problem = f"the secret key is a {mode} key but the publishable key is a {other} key"
+                raise self.option_error("", problem)
+        if not self.options["automatic_payment_methods"]:
             try:
-                o["payment_method_types"] = is_strings(o["payment_method_types"])
+                types = is_strings(self.options["payment_method_types"])
             except ValueError as exc:
                 problem = f"{exc} when automatic_payment_methods is False"
                 raise self.option_error("payment_method_types", problem) from None
+            self.options["payment_method_types"] = types
 
     # -- the SDK client ----------------------------------------------------------
 
     @property
     def client(self) -> stripe.StripeClient:
-        """This instance's own client, built on first use."""
+        """This instance's own client, built on first use. Nothing is set on the module."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -429,10 +394,23 @@ class StripeProvider(BaseProvider):
             kwargs["stripe_version"] = o["api_version"]
         return stripe.StripeClient(o["secret_key"], **kwargs)
 
-    def _api(self, operation: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
-        """One SDK call (:meth:`call`), its answer as a dict."""
+    def _api(
+        self, operation: str, fn: Callable[..., Any], *args: Any, key: str = "", **kw: Any
+    ) -> Any:
+        """One SDK call through :meth:`call` (a POST with the idempotency key ``key``), its
+        answer as a dict."""
+        if key:
+            kw["options"] = {"idempotency_key": key}
         answer = self.call(operation, fn, *args, **kw)
         return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+
+    def _on_intent(
+        self, action: str, pid: str, key: str, hint: int | None = None, **params: Any
+    ) -> ProviderPayment:
+        """POST ``action`` (confirm, capture, cancel) on the PaymentIntent ``pid``."""
+        fn = getattr(self.client.v1.payment_intents, action)
+        intent = self._api(f"{action} PaymentIntent", fn, pid, key=key, params=params)
+        return read_answer(self, self.payment_from_intent, intent, captured_hint=hint)
 
     def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
         if stripe is None or not isinstance(exc, stripe.StripeError):
@@ -441,28 +419,15 @@ class StripeProvider(BaseProvider):
         code = text(err.get("code")) or text(getattr(exc, "code", None))
         message = redact(text(err.get("message")))
         extra = {"http_status": exc.http_status, "stripe_code": code, "request_id": exc.request_id}
-        what, alias = f"Stripe {operation}", self.alias
         if isinstance(exc, stripe.CardError):
             decline = text(err.get("decline_code")) or code or "card_declined"
             message = message[:300] or "The card was declined."
-            return PaymentDeclined(message, decline_code=decline, provider=alias, **extra)
-        if isinstance(exc, stripe.IdempotencyError):
-            why = "Stripe refused the idempotency key as reused with other parameters."
-            return ProviderIdempotencyError(f"{what}: {why}", provider=alias, **extra)
-        if exc.http_status == 409 and text(err.get("type")) == "idempotency_error":
-            # "another in-progress request using this Idempotent Key": our own earlier
-            # request (a sync racing the call that made it) is still running.
-            why = "another request with this idempotency key is in progress at Stripe; its "
-            why += "outcome is settled by a sync or its webhook."
-            return ProviderRequestInProgress(f"{what}: {why}", provider=alias, **extra)
-        for name, why in _UNAVAILABLE:
-            if isinstance(exc, getattr(stripe, name)):
-                why = why.format(status=exc.http_status or "?")
-                return ProviderUnavailable(f"{what}: {why}.", provider=alias, **extra)
-        if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
-            why = f"Stripe rejected the API key (HTTP {exc.http_status}); check "
-            why += f"OPTIONS['secret_key'] of {alias!r}."
-            return ProviderError(f"{what}: {why}", provider=alias, **extra)
+            return PaymentDeclined(message, decline_code=decline, provider=self.alias, **extra)
+        in_progress = exc.http_status == 409 and text(err.get("type")) == "idempotency_error"
+        for name, kind, why in _ERRORS:
+            if isinstance(exc, getattr(stripe, name)) if name else in_progress:
+                why = why.format(status=exc.http_status or "?", alias=self.alias)
+                return kind(f"Stripe {operation}: {why}.", provider=self.alias, **extra)
         detail = message or type(exc).__name__
         return self.refused(operation, f"{detail} ({code})" if code else detail, **extra)
 
@@ -471,14 +436,6 @@ class StripeProvider(BaseProvider):
     def validate_amount(self, amount: int, currency: str) -> None:
         super().validate_amount(amount, currency)
         to_stripe_amount(amount, currency)
-
-    def _api_amount(self, amount: int, currency: str) -> int:
-        """Convert for a capture or a refund: refused amounts fail like a provider refusal."""
-        try:
-            return to_stripe_amount(amount, currency)
-        except InvalidAmount as exc:
-            error = AmountRefused(str(exc), provider=self.alias)
-        raise error
 
     # -- outbound calls -----------------------------------------------------------
 
@@ -490,14 +447,11 @@ class StripeProvider(BaseProvider):
         return str(payment.provider_payment_id)
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        o = self.options
+        o, metadata = self.options, self._forwarded_metadata(payment)
         params: dict[str, Any] = {
             "amount": to_stripe_amount(payment.amount, payment.currency),
             "currency": payment.currency.lower(),
-            "metadata": {
-                **self._forwarded_metadata(payment),
-                METADATA_PAYMENT_KEY: str(payment.pk),
-            },
+            "metadata": {**metadata, METADATA_PAYMENT_KEY: str(payment.pk)},
         }
         if payment.capture_method == "manual":
             params["capture_method"] = "manual"
@@ -509,12 +463,8 @@ class StripeProvider(BaseProvider):
             params["description"] = payment.description
         if o["send_receipt_email"] and payment.email:
             params["receipt_email"] = payment.email
-        intent = self._api(
-            "create PaymentIntent",
-            self.client.v1.payment_intents.create,
-            params=params,
-            options={"idempotency_key": idempotency_key},
-        )
+        create = self.client.v1.payment_intents.create
+        intent = self._api("create PaymentIntent", create, params=params, key=idempotency_key)
         result = read_answer(self, self.payment_from_intent, intent)
         return replace(result, client_data=self._client_data_of(intent))
 
@@ -540,8 +490,7 @@ class StripeProvider(BaseProvider):
         }
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
-        pid = self._intent_id(payment)
-        retrieve = self.client.v1.payment_intents.retrieve
+        retrieve, pid = self.client.v1.payment_intents.retrieve, self._intent_id(payment)
         return self._client_data_of(self._api("retrieve PaymentIntent", retrieve, pid))
 
     def confirm_payment(
@@ -550,47 +499,33 @@ class StripeProvider(BaseProvider):
         self.clean_confirmation(data)
         pid = self._intent_id(payment)
         method, return_url = data.get("payment_method"), data.get("return_url")
-        if method is not None and not (
-            isinstance(method, str) and _PAYMENT_METHOD_ID.fullmatch(method)
-        ):
+        if method is not None and not _PAYMENT_METHOD_ID.fullmatch(text(method)):
             raise ProviderError(
                 "payment_method must be a Stripe PaymentMethod id.", provider=self.alias
             )
-        if return_url is not None and not (
-            isinstance(return_url, str) and return_url.startswith(("https://", "http://"))
-        ):
+        if return_url is not None and not text(return_url).startswith(("https://", "http://")):
             raise ProviderError("return_url must be an http(s) URL.", provider=self.alias)
         params: dict[str, Any] = {"return_url": return_url} if return_url else {}
-        intents = self.client.v1.payment_intents
         if method and self.options["attach_before_confirm"]:
-            key = {"idempotency_key": f"{idempotency_key}-update"}
-            params_update = {"payment_method": method}
+            update, key = self.client.v1.payment_intents.update, f"{idempotency_key}-update"
             self._api(
-                "attach payment method", intents.update, pid, params=params_update, options=key
+                "attach payment method", update, pid, params={"payment_method": method}, key=key
             )
         elif method:
             params["payment_method"] = method
-        key = {"idempotency_key": idempotency_key}
-        intent = self._api(
-            "confirm PaymentIntent", intents.confirm, pid, params=params, options=key
-        )
-        return read_answer(self, self.payment_from_intent, intent)
+        return self._on_intent("confirm", pid, idempotency_key, **params)
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
     ) -> ProviderPayment:
+        api_amount = provider_amount(self, to_stripe_amount, amount, payment.currency)
         pid = self._intent_id(payment)
-        params = {"amount_to_capture": self._api_amount(amount, payment.currency)}
-        key = {"idempotency_key": idempotency_key}
-        capture = self.client.v1.payment_intents.capture
-        intent = self._api("capture PaymentIntent", capture, pid, params=params, options=key)
-        return read_answer(self, self.payment_from_intent, intent, captured_hint=amount)
+        return self._on_intent(
+            "capture", pid, idempotency_key, amount, amount_to_capture=api_amount
+        )
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        pid = self._intent_id(payment)
-        cancel, key = self.client.v1.payment_intents.cancel, {"idempotency_key": idempotency_key}
-        intent = self._api("cancel PaymentIntent", cancel, pid, options=key)
-        return read_answer(self, self.payment_from_intent, intent)
+        return self._on_intent("cancel", self._intent_id(payment), idempotency_key)
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
@@ -598,14 +533,14 @@ class StripeProvider(BaseProvider):
         pid = self._intent_id(payment)
         params = {
             "payment_intent": pid,
-            "amount": self._api_amount(refund.amount, refund.currency),
+            "amount": provider_amount(self, to_stripe_amount, refund.amount, refund.currency),
             "metadata": {
                 METADATA_REFUND_KEY: str(refund.pk),
                 METADATA_PAYMENT_KEY: str(payment.pk),
             },
         }
-        create, key = self.client.v1.refunds.create, {"idempotency_key": idempotency_key}
-        obj = self._api("create refund", create, params=params, options=key)
+        create = self.client.v1.refunds.create
+        obj = self._api("create refund", create, params=params, key=idempotency_key)
         return read_answer(self, self.refund_from_object, obj, payment_intent=pid)
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
@@ -658,8 +593,7 @@ class StripeProvider(BaseProvider):
         PaymentIntent (``amount_received``) nor its charge (``amount_captured``)
         says how much was captured, as with some test servers.
         """
-        currency = _currency(intent)
-        stripe_status = text(intent.get("status"))
+        currency, stripe_status = _currency(intent), text(intent.get("status"))
         status = INTENT_STATUSES.get(stripe_status)
         error = mapping(intent.get("last_payment_error"))
         failed = stripe_status == "requires_payment_method" and bool(error)
@@ -672,11 +606,11 @@ class StripeProvider(BaseProvider):
             amount=amount,
             currency=currency,
             amount_captured=_captured(intent, currency, hint) if status == P.SUCCEEDED else None,
-            failure_code=text(error.get("decline_code")) or text(error.get("code"))
+            failure_code=(text(error.get("decline_code")) or text(error.get("code")))
             if failed
             else "",
             failure_message=redact(text(error.get("message"))) if failed else "",
-            next_action=mapping(intent.get("next_action")) or None
+            next_action=(mapping(intent.get("next_action")) or None)
             if status == P.REQUIRES_ACTION
             else None,
             provider_data={"latest_charge": charge_id} if charge_id else {},
@@ -694,7 +628,7 @@ class StripeProvider(BaseProvider):
         currency = _currency(obj)
         return ProviderRefund(
             provider_refund_id=text(obj.get("id")),
-            status=status or REFUND_STATUSES.get(text(obj.get("status")), RefundStatus.PENDING),
+            status=status or REFUND_STATUSES.get(text(obj.get("status")), R.PENDING),
             amount=from_stripe_amount(obj.get("amount"), currency),
             currency=currency,
             provider_payment_id=_id_of(obj.get("payment_intent")) or payment_intent,
@@ -704,7 +638,7 @@ class StripeProvider(BaseProvider):
 
     def dispute_from_object(self, obj: Mapping[str, Any], event_type: str) -> ProviderDispute:
         currency = _currency(obj)
-        default = DisputeStatus.CLOSED if event_type.endswith(".closed") else DisputeStatus.OPEN
+        default = D.CLOSED if event_type.endswith(".closed") else D.OPEN
         return ProviderDispute(
             provider_dispute_id=text(obj.get("id")),
             status=DISPUTE_STATUSES.get(text(obj.get("status")), default),
@@ -736,12 +670,9 @@ class StripeProvider(BaseProvider):
         event = decode_json_body(body)
         if not isinstance(event, dict) or not text(event.get("id")):
             raise WebhookVerificationError("The Stripe event has no id.", provider=self.alias)
-        event_id, event_type = text(event.get("id")), text(event.get("type"))
-        created = integer(event.get("created")) or 0
-        occurred_at = (
-            datetime.fromtimestamp(created, tz=timezone.utc) if 0 < created < 2**37 else None
-        )
-        base = ProviderEvent(event_id=event_id, type=event_type, occurred_at=occurred_at)
+        event_id, created = text(event.get("id")), integer(event.get("created")) or 0
+        when = datetime.fromtimestamp(created, tz=timezone.utc) if 0 < created < 2**37 else None
+        base = ProviderEvent(event_id=event_id, type=text(event.get("type")), occurred_at=when)
         # Thin events carry no object (https://docs.stripe.com/event-destinations): ignored.
         obj = mapping(mapping(event.get("data")).get("object"))
         if event.get("object") != "event" or not obj:
@@ -754,7 +685,7 @@ class StripeProvider(BaseProvider):
             logger.warning("Stripe event %s is not about this account and mode.", event_id)
             return base
         try:
-            return self._event_update(base, event_type, obj, text(event.get("api_version")))
+            return self._event_update(base, obj, text(event.get("api_version")))
         except InvalidAmount as exc:
             # Signed by Stripe, so not garbage: an object in a currency we never charge in
             # (another integration on the account, an old charge) is not ours. Refusing it
@@ -768,14 +699,12 @@ class StripeProvider(BaseProvider):
         key = str(self.options["secret_key"])
         if key.startswith(("sk_live_", "rk_live_")):
             return True
-        if key.startswith(("sk_test_", "rk_test_")):
-            return False
-        return None
+        return False if key.startswith(("sk_test_", "rk_test_")) else None
 
     def _event_update(
-        self, base: ProviderEvent, event_type: str, obj: dict[str, Any], api_version: str = ""
+        self, base: ProviderEvent, obj: dict[str, Any], api_version: str
     ) -> ProviderEvent:
-        kind = text(obj.get("object"))
+        event_type, kind = base.type, text(obj.get("object"))
         if event_type in PAYMENT_EVENTS and kind == "payment_intent":
             payment = self.payment_from_intent(obj)
             if event_type == "payment_intent.payment_failed" and payment.status == P.PENDING:
@@ -788,10 +717,9 @@ class StripeProvider(BaseProvider):
             theirs = not _metadata(obj, METADATA_REFUND_KEY)
             if releases and theirs and _release_like(event_type, obj):
                 return base
-            forced = RefundStatus.FAILED if event_type == "refund.failed" else None
+            forced = R.FAILED if event_type == "refund.failed" else None
             refund = self.refund_from_object(obj, status=forced)
-            our_payment_id = _metadata(obj, METADATA_PAYMENT_KEY)
-            return replace(base, refund=refund, our_payment_id=our_payment_id)
+            return replace(base, refund=refund, our_payment_id=_metadata(obj, METADATA_PAYMENT_KEY))
         if event_type in DISPUTE_EVENTS and kind == "dispute":
             return replace(base, dispute=self.dispute_from_object(obj, event_type))
         return base
@@ -819,13 +747,10 @@ class StripeProvider(BaseProvider):
         refund = self.refund_from_object(newest, payment_intent=pid)
         return replace(base, refund=refund, our_payment_id=_metadata(newest, METADATA_PAYMENT_KEY))
 
-    def _refunded_total(
-        self, charge: Mapping[str, Any], released: int = 0
-    ) -> ProviderPayment | None:
+    def _refunded_total(self, charge: Mapping[str, Any], released: int) -> ProviderPayment | None:
         """What a ``charge.refunded`` without a refunds list says: the total refunded
         (less what releasing the authorization counted in it before basil)."""
-        pid = _id_of(charge.get("payment_intent"))
-        currency = text(charge.get("currency")).upper()
+        pid, currency = _id_of(charge.get("payment_intent")), text(charge.get("currency")).upper()
         # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
         refunded = charge.get("amount_refunded")
         if released and isinstance(refunded, int):
@@ -836,24 +761,7 @@ class StripeProvider(BaseProvider):
         return ProviderPayment(pid, None, currency=currency, amount_refunded=total)
 
 
-class AmountRefused(InvalidAmount, ProviderError):
-    """Stripe cannot capture or refund this amount; refused before any network call.
-
-    An :class:`InvalidAmount` for callers, and a :class:`ProviderError` for the
-    services, which then settle the pending refund as failed instead of
-    leaving it reserved.
-    """
-
-    code = "invalid_amount"
-    status_code = 400
-
-
 __all__ = [
-    "MINIMUM_AMOUNTS",
-    "AmountRefused",
-    "RedactingFilter",
-    "StripeProvider",
-    "from_stripe_amount",
-    "redact",
-    "to_stripe_amount",
-]
+    "MINIMUM_AMOUNTS", "AmountRefused", "RedactingFilter", "StripeProvider",
+    "from_stripe_amount", "redact", "to_stripe_amount",
+]  # fmt: skip
