@@ -531,14 +531,9 @@ class StripeProvider(BaseProvider):
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
     ) -> ProviderRefund:
         pid = self._intent_id(payment)
-        params = {
-            "payment_intent": pid,
-            "amount": provider_amount(self, to_stripe_amount, refund.amount, refund.currency),
-            "metadata": {
-                METADATA_REFUND_KEY: str(refund.pk),
-                METADATA_PAYMENT_KEY: str(payment.pk),
-            },
-        }
+        amount = provider_amount(self, to_stripe_amount, refund.amount, refund.currency)
+        ours = {METADATA_REFUND_KEY: str(refund.pk), METADATA_PAYMENT_KEY: str(payment.pk)}
+        params = {"payment_intent": pid, "amount": amount, "metadata": ours}
         create = self.client.v1.refunds.create
         obj = self._api("create refund", create, params=params, key=idempotency_key)
         return read_answer(self, self.refund_from_object, obj, payment_intent=pid)
