@@ -329,3 +329,38 @@ def _format_for_locale(value: Decimal, code: str, locale: babel.Locale, *, symbo
         return text
     number = _pattern(locale, digits, False).apply(value, locale)
     return f"{number} {code}"
+
+
+# ---------------------------------------------------------------------------
+# A provider API's own minor units (where its exponent is not ISO 4217's)
+# ---------------------------------------------------------------------------
+
+
+def to_api_units(amount: int, currency: str, api_exponent: int, *, provider: str) -> int:
+    """``amount`` (ISO 4217 minor units) in the units of an API that writes ``currency``
+    with ``api_exponent`` decimals. :class:`InvalidAmount` when the API cannot write it
+    exactly (``provider`` names the API in the message); nothing is rounded."""
+    shift = api_exponent - exponent(currency)
+    if shift >= 0:
+        return amount * 10**shift
+    if amount % 10**-shift:
+        decimals = "in whole units" if api_exponent == 0 else f"with {api_exponent} decimals"
+        raise InvalidAmount(
+            f"{provider} charges {currency} {decimals}: "
+            f"{format_money(amount, currency)} is not a whole amount."
+        )
+    return amount // 10**-shift
+
+
+def from_api_units(api: object, currency: str, api_exponent: int, *, provider: str) -> int:
+    """The inverse of :func:`to_api_units`, for an untrusted ``api`` amount: anything but
+    a non-negative ``int`` that is a whole number of ISO minor units is
+    :class:`InvalidAmount`."""
+    if isinstance(api, bool) or not isinstance(api, int) or api < 0:
+        raise InvalidAmount(f"{provider} sent an amount that is not a non-negative integer.")
+    shift = api_exponent - exponent(currency)
+    if shift <= 0:
+        return api * 10**-shift
+    if api % 10**shift:
+        raise InvalidAmount(f"{provider} sent a fractional {currency} amount ({api}).")
+    return api // 10**shift

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -710,3 +711,73 @@ def is_number(low: float, high: float) -> OptionCheck:
         return float(number)
 
     return check
+
+
+# Adapters' helpers: an SDK logger kept clean, answers to our own calls
+# ---------------------------------------------------------------------------
+
+
+class RedactingLogFilter(logging.Filter):
+    """Runs every record of a logger through ``redact`` (for an SDK that logs response
+    bodies, which may hold client secrets or masked keys); it never drops a record."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler
+            return True
+        cleaned = self.redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def redact_logger(name: str, redact: Callable[[str], str]) -> None:
+    """Attach a :class:`RedactingLogFilter` with ``redact`` to the logger ``name``, once."""
+    target = logging.getLogger(name)
+    if not any(isinstance(f, RedactingLogFilter) for f in target.filters):
+        target.addFilter(RedactingLogFilter(redact))
+
+
+def read_answer(provider: BaseProvider, read: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``read(*args, **kwargs)``, reading the provider's answer to one of our own calls.
+
+    An :class:`InvalidAmount` raised there (an amount or a currency the provider should
+    never have sent) is the provider's failure, a :class:`ProviderError`, not the
+    caller's input; it is raised unchained.
+    """
+    try:
+        return read(*args, **kwargs)
+    except InvalidAmount as exc:
+        error = ProviderError(str(exc), provider=provider.alias)
+    raise error
+
+
+class AmountRefused(InvalidAmount, ProviderError):
+    """The provider cannot capture or refund this amount (its own amount rules); refused
+    before any network call.
+
+    An :class:`InvalidAmount` for callers, and a :class:`ProviderError` for the
+    services, which then settle the pending refund as failed instead of leaving it
+    reserved.
+    """
+
+    code = "invalid_amount"
+    status_code = 400
+
+
+def provider_amount(
+    provider: BaseProvider, convert: Callable[[int, str], int], amount: int, currency: str
+) -> int:
+    """``convert(amount, currency)``, our minor units in the provider's, for a capture or a
+    refund: an amount it refuses (:class:`InvalidAmount`) is an :class:`AmountRefused`,
+    raised unchained."""
+    try:
+        return convert(amount, currency)
+    except InvalidAmount as exc:
+        error = AmountRefused(str(exc), provider=provider.alias)
+    raise error

@@ -18,11 +18,13 @@ from django_paygate.exceptions import (
 )
 from django_paygate.models import get_payment_model
 from django_paygate.providers import get_provider
+from django_paygate.providers.base import TransportFailure
 from django_paygate.providers.stripe import StripeProvider
 from tests.factories import PaymentFactory
 from tests.providers.stripe.conftest import (
     MOCK_API,
     PUBLISHABLE_KEY,
+    SECRET_KEY,
     FakeStripe,
     assert_stripe_headers,
 )
@@ -410,3 +412,44 @@ def test_error_mapping(
     assert err.value.__context__ is None
     assert err.value.__cause__ is None
     assert not isinstance(err.value, stripe.StripeError)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        TransportFailure("answered HTTP 502"),  # the base's own session, had one been given
+        RuntimeError(f"unexpected, with {SECRET_KEY}"),
+    ],
+)
+def test_a_failure_inside_the_sdks_http_client_is_an_unknown_outcome(
+    stripe_provider: StripeProvider, failure: Exception
+) -> None:
+    """Not a Stripe error, not a ``requests`` one: the SDK wraps it (no retry), and the
+    call ends as ProviderUnavailable, unchained and naming no secret."""
+    payment = PaymentFactory(provider="stripe", provider_payment_id=None)
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", f"{MOCK_API}/v1/payment_intents", body=failure)
+        with pytest.raises(ProviderUnavailable) as err:
+            stripe_provider.create_payment(payment, idempotency_key="k")
+        assert len(rsps.calls) == 1
+    assert "the outcome is unknown" in str(err.value)
+    assert SECRET_KEY not in str(err.value)
+    assert err.value.__context__ is None
+    assert err.value.__cause__ is None
+
+
+def test_an_unexpected_error_in_the_sdk_is_an_unknown_outcome(
+    stripe_provider: StripeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the SDK raises that is not a StripeError (a bug, an unforeseen answer)
+    is ProviderUnavailable: the request may have been made."""
+    payment = PaymentFactory(provider="stripe", provider_payment_id="pi_1")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("unforeseen")
+
+    monkeypatch.setattr(stripe_provider.client.v1.payment_intents, "capture", broken)
+    with pytest.raises(ProviderUnavailable) as err:
+        stripe_provider.capture_payment(payment, amount=payment.amount, idempotency_key="k")
+    assert "unexpected error in the client (TypeError)" in str(err.value)
+    assert err.value.__context__ is None
