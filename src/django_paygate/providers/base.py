@@ -692,3 +692,52 @@ def decode_json_body(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookVerificationError("The webhook body is not valid UTF-8 JSON.") from exc
+
+
+# ---------------------------------------------------------------------------
+# Helpers for adapters: our ids in untrusted text, provider timestamps, body signatures
+# ---------------------------------------------------------------------------
+
+
+def our_uuid(value: Any) -> str | None:
+    """Our id (a UUID, in its canonical form) from untrusted text (a note, a receipt,
+    metadata), or ``None`` for anything else: an id of ours is taken, nothing else is."""
+    import uuid
+
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def unix_time(value: Any) -> datetime | None:
+    """The UTC time of a provider's Unix timestamp; ``None`` for 0, a non-int, or a value
+    no datetime holds."""
+    from datetime import timezone
+
+    seconds = integer(value)
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def verify_body_hmac(
+    signature: str, body: bytes, secrets: Sequence[str], *, provider: str, name: str
+) -> None:
+    """Check ``signature`` (the header ``name``): the hex HMAC-SHA256 of the raw body with
+    any of ``secrets`` (rotation). Upper-case hex is accepted (the same digest); one that
+    is not ASCII simply does not match. Raises :class:`WebhookVerificationError`, naming
+    ``name``, never the secrets."""
+    if not signature.strip():
+        raise WebhookVerificationError(f"Missing {name} header.", provider=provider)
+    if not secrets:
+        raise WebhookVerificationError(
+            f"No webhook_secret is configured for {provider!r}.", provider=provider
+        )
+    candidate = signature.lower() if signature.isascii() else signature
+    expected = [hmac_sha256_hex(secret, bytes(body)) for secret in secrets]
+    if not signature_matches([candidate], expected):
+        raise WebhookVerificationError(f"The {name} does not match the body.", provider=provider)
