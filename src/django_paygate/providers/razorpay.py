@@ -99,39 +99,21 @@ RAZORPAY_CURRENCIES = frozenset(
     }
 )  # fmt: skip
 
-#: Razorpay payment status -> ours (``refunded`` depends on ``captured``, ``created`` is
-#: undecided: see :func:`_payment_status`).
-PAYMENT_STATUSES: Mapping[str, PaymentStatus] = {
-    "authorized": P.AUTHORIZED,
-    "captured": P.SUCCEEDED,
-    "failed": P.FAILED,
+#: Razorpay's statuses and webhook events -> ours. A ``refunded`` payment depends on
+#: ``captured`` and a ``created`` one is undecided (:func:`_payment_status`); a payment
+#: event reports its status when the entity carries none.
+PAYMENT_STATUSES = {"authorized": P.AUTHORIZED, "captured": P.SUCCEEDED, "failed": P.FAILED}
+PAYMENT_EVENTS = {f"payment.{k}": v for k, v in PAYMENT_STATUSES.items()} | {
+    "order.paid": P.SUCCEEDED
 }
-#: Webhook event -> the status it reports when the entity carries none.
-PAYMENT_EVENTS: Mapping[str, PaymentStatus] = {
-    "payment.authorized": P.AUTHORIZED,
-    "payment.captured": P.SUCCEEDED,
-    "payment.failed": P.FAILED,
-    "order.paid": P.SUCCEEDED,
-}
-REFUND_STATUSES: Mapping[str, RefundStatus] = {
-    "pending": R.PENDING,
-    "processed": R.SUCCEEDED,
-    "failed": R.FAILED,
-}
-REFUND_EVENTS: Mapping[str, RefundStatus] = {
-    "refund.created": R.PENDING,
-    "refund.processed": R.SUCCEEDED,
-    "refund.failed": R.FAILED,
-}
-DISPUTE_STATUSES: Mapping[str, DisputeStatus] = {
-    "open": D.OPEN,
-    "created": D.OPEN,
-    "action_required": D.OPEN,
-    "under_review": D.UNDER_REVIEW,
-    "won": D.WON,
-    "lost": D.LOST,
-    "closed": D.CLOSED,
-}
+REFUND_STATUSES = {"pending": R.PENDING, "processed": R.SUCCEEDED, "failed": R.FAILED}
+REFUND_EVENTS = {
+    "refund.created": R.PENDING, "refund.processed": R.SUCCEEDED, "refund.failed": R.FAILED,
+}  # fmt: skip
+DISPUTE_STATUSES = {
+    "open": D.OPEN, "created": D.OPEN, "action_required": D.OPEN, "under_review": D.UNDER_REVIEW,
+    "won": D.WON, "lost": D.LOST, "closed": D.CLOSED,
+}  # fmt: skip
 DISPUTE_EVENT_PREFIX = "payment.dispute."
 
 # Ids that go into URL paths: never anything but Razorpay's own id shapes.
@@ -140,6 +122,14 @@ _ORDER_ID = re.compile(r"order_[A-Za-z0-9]{1,64}")
 _REFUND_KEY = re.compile(r"[A-Za-z0-9_-]{10,64}")
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _REFUND_PAGE = 100
+#: Why an order whose payments are in this state cannot be canceled here.
+_NOT_CANCELABLE: Mapping[PaymentStatus | None, str] = {
+    P.SUCCEEDED: "Razorpay captured this payment: refund it instead of canceling it.",
+    P.AUTHORIZED: "Razorpay cannot void an authorized payment. Capture it, or let Razorpay "
+    "refund it automatically when the capture window ends; it is canceled here when "
+    "Razorpay reports that refund.",
+    None: "A payment is in progress on this Razorpay order; try again later.",
+}
 
 
 def _attempt(payment_id: str) -> dict[str, str]:
@@ -284,11 +274,9 @@ class RazorpayProvider(BaseProvider):
         "refund_speed": is_one_of("normal", "optimum"),
         "automatic_expiry_period": is_optional(is_int(12, 7200)),
     }
-    confirmation_fields: ClassVar[Mapping[str, int]] = {
-        "razorpay_order_id": 255,
-        "razorpay_payment_id": 255,
-        "razorpay_signature": 255,
-    }
+    confirmation_fields: ClassVar[Mapping[str, int]] = dict.fromkeys(
+        ("razorpay_order_id", "razorpay_payment_id", "razorpay_signature"), 255
+    )
     required_options = ("key_id", "key_secret")
     secret_options = ("key_secret", "webhook_secret")
     supported_currencies = frozenset(
@@ -431,16 +419,9 @@ class RazorpayProvider(BaseProvider):
         order_id = text(order.get("id"))
         if not _ORDER_ID.fullmatch(order_id):
             raise ProviderUnavailable("Razorpay answered without an order id.", provider=self.alias)
-        paid = order.get("status") == "paid"
-        return ProviderPayment(
-            provider_payment_id=order_id,
-            status=P.SUCCEEDED if paid else P.PENDING,
-            amount=integer(order.get("amount")),
-            currency=text(order.get("currency")) or None,
-            amount_captured=integer(order.get("amount_paid")) if paid else None,
-            client_data=self._client_data(payment, order_id),
-            our_payment_id=str(payment.pk),
-        )
+        status = P.SUCCEEDED if order.get("status") == "paid" else P.PENDING
+        paid, client = integer(order.get("amount_paid")), self._client_data(payment, order_id)
+        return _payment(order_id, status, order, {}, str(payment.pk), paid, client_data=client)
 
     def _capture_settings(self, payment: AbstractPayment) -> dict[str, Any] | None:
         """The order's ``payment`` capture settings (they override the Dashboard's)."""
@@ -474,16 +455,6 @@ class RazorpayProvider(BaseProvider):
         return data
 
     # -- payments -------------------------------------------------------------
-
-    def _result(
-        self,
-        payment: AbstractPayment,
-        order_id: str,
-        entity: Mapping[str, Any],
-        status: PaymentStatus | None,
-        **extra: Any,
-    ) -> ProviderPayment:
-        return _payment(order_id, status, entity, entity, str(payment.pk), **extra)
 
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
@@ -520,7 +491,7 @@ class RazorpayProvider(BaseProvider):
         if status == P.AUTHORIZED and payment.capture_method != "manual":
             return self._capture(payment, order_id, entity)
         # Undecided: paid in Checkout, a bank still answering; webhooks or sync finish it.
-        return self._result(payment, order_id, entity, status or P.PROCESSING)
+        return _payment(order_id, status or P.PROCESSING, entity, entity, str(payment.pk))
 
     def checkout_signature(self, order_id: str, payment_id: str) -> str:
         """The signature Checkout returns for a payment on an order (key-secret HMAC)."""
@@ -545,7 +516,7 @@ class RazorpayProvider(BaseProvider):
             if type(exc) is not ProviderError or "already" not in exc.message.lower():
                 raise
             captured = self._fetch(payment_id)
-        return self._result(payment, order_id, captured, _payment_status(captured))
+        return _payment(order_id, _payment_status(captured), captured, captured, str(payment.pk))
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
@@ -560,7 +531,7 @@ class RazorpayProvider(BaseProvider):
         entity = self._payment_entity(payment, order_id, want=P.AUTHORIZED)
         status = _payment_status(entity)
         if status == P.SUCCEEDED:
-            return self._result(payment, order_id, entity, status)
+            return _payment(order_id, status, entity, entity, str(payment.pk))
         if status != P.AUTHORIZED:
             raise InvalidTransition(
                 f"Razorpay reports the payment as {text(entity.get('status')) or 'unknown'}, "
@@ -593,23 +564,8 @@ class RazorpayProvider(BaseProvider):
         authorization (docs/providers/razorpay.md, "Cancel")."""
         order_id = self._order_id(payment)
         _chosen, status = _choose(self._order_payments(order_id))
-        if status == P.SUCCEEDED:
-            raise InvalidTransition(
-                "Razorpay captured this payment: refund it instead of canceling it.",
-                provider=self.alias,
-            )
-        if status == P.AUTHORIZED:
-            raise InvalidTransition(
-                "Razorpay cannot void an authorized payment. Capture it, or let Razorpay "
-                "refund it automatically when the capture window ends; it is canceled here "
-                "when Razorpay reports that refund.",
-                provider=self.alias,
-            )
-        if status is None:
-            raise InvalidTransition(
-                "A payment is in progress on this Razorpay order; try again later.",
-                provider=self.alias,
-            )
+        if status in _NOT_CANCELABLE:
+            raise InvalidTransition(_NOT_CANCELABLE[status], provider=self.alias)
         return ProviderPayment(
             provider_payment_id=order_id, status=P.CANCELED, our_payment_id=str(payment.pk)
         )
@@ -634,7 +590,7 @@ class RazorpayProvider(BaseProvider):
         if status == P.SUCCEEDED:
             found = self._refunds(text(chosen.get("id")))
             refunds = tuple(_refund(r, order_id) for r in found)
-        result = self._result(payment, order_id, chosen, status, refunds=refunds)
+        result = _payment(order_id, status, chosen, chosen, str(payment.pk), refunds=refunds)
         if len(captured) > 1:
             # The customer paid twice: report all of it, so the payment is flagged.
             total = sum(integer(e.get("amount")) or 0 for e in captured)
