@@ -49,6 +49,9 @@ from django_paygate.exceptions import (
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
 if TYPE_CHECKING:
+    import logging
+    import re
+
     import requests
 
     from django_paygate.models import AbstractPayment, Refund
@@ -741,3 +744,49 @@ def verify_body_hmac(
     expected = [hmac_sha256_hex(secret, bytes(body)) for secret in secrets]
     if not signature_matches([candidate], expected):
         raise WebhookVerificationError(f"The {name} does not match the body.", provider=provider)
+
+
+def stored_reference(payment: AbstractPayment, key: str) -> str:
+    """The text ``payment.provider_data[key]`` (an attempt or charge id stored earlier), or ""."""
+    return text(mapping(payment.provider_data).get(key))
+
+
+def fitted_key(key: str, pattern: re.Pattern[str], *, prefix: str = "paygate-") -> str:
+    """Our idempotency key as a provider that wants its own key shape takes it: ``key`` when
+    it matches ``pattern``, else ``prefix`` and 40 hex of its SHA-256 (the same key always
+    gives the same value)."""
+    if pattern.fullmatch(key):
+        return key
+    return prefix + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+def all_pages(fetch_page: Callable[[int], list[_T]], size: int) -> list[_T]:
+    """Every item of an offset-paged list: ``fetch_page(skip)`` until a page has fewer
+    than ``size`` items."""
+    found: list[_T] = []
+    while True:
+        page = fetch_page(len(found))
+        found += page
+        if len(page) < size:
+            return found
+
+
+def unknown_outcome(provider: BaseProvider, operation: str, detail: str) -> ProviderUnavailable:
+    """The :class:`ProviderUnavailable` for a call whose outcome is unknown, in the style of
+    :meth:`BaseProvider.call`."""
+    return ProviderUnavailable(
+        f"{provider.name} {operation}: {detail}; the outcome is unknown.", provider=provider.alias
+    )
+
+
+def answer_logger(logger: logging.Logger, name: str) -> Callable[..., None]:
+    """A response hook for a provider's session (``session.hooks["response"]``): one debug
+    line per answer, its method, path and status, never its headers or body."""
+
+    def log(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        path = urlsplit(str(response.url)).path
+        logger.debug(
+            "%s %s %s answered %s.", name, response.request.method, path, response.status_code
+        )
+
+    return log

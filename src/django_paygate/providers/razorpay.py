@@ -1,23 +1,16 @@
 """Razorpay: Orders, Payments, captures, refunds and webhooks, on the official ``razorpay`` SDK.
 
-One Razorpay *order* per payment (its ``receipt`` and ``notes.paygate_payment_id`` carry our
-id), paid in Checkout, which may make several payment *attempts* on it. The order id is
-``provider_payment_id``; the attempt that counts is ``provider_data["razorpay_payment_id"]``.
-Razorpay's rules (Checkout and webhook signatures, full captures, no void, refund
-idempotency), with their sources, are in docs/providers/razorpay.md. The client runs on the
-base's session (:func:`~django_paygate.providers.base.provider_session`) with the SDK's
-retry off, so the SDK never resends without a key and never prints.
+One order per payment, paid in Checkout in one or more payment attempts. Razorpay's rules
+this adapter keeps, and their sources, are told in docs/providers/razorpay.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from django_paygate import __version__, money
 from django_paygate.exceptions import (
@@ -38,8 +31,11 @@ from django_paygate.providers.base import (
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
+    all_pages,
+    answer_logger,
     body_event_id,
     decode_json_body,
+    fitted_key,
     header,
     hmac_sha256_hex,
     integer,
@@ -51,8 +47,10 @@ from django_paygate.providers.base import (
     mapping,
     our_uuid,
     signature_matches,
+    stored_reference,
     text,
     unix_time,
+    unknown_outcome,
     verify_body_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
@@ -65,8 +63,6 @@ except ImportError:  # pragma: no cover - the "razorpay" extra is not installed
     BadRequestError = GatewayError = ServerError = type("NoSDKError", (Exception,), {})
 
 if TYPE_CHECKING:
-    import requests
-
     from django_paygate.models import AbstractPayment, Refund
 
 logger = logging.getLogger("django_paygate.providers.razorpay")
@@ -137,11 +133,6 @@ def _attempt(payment_id: str) -> dict[str, str]:
     return {ATTEMPT_KEY: payment_id} if _PAYMENT_ID.fullmatch(payment_id) else {}
 
 
-def _stored_attempt(payment: AbstractPayment) -> str:
-    """The attempt ``payment`` rests on, or ""."""
-    return text(mapping(payment.provider_data).get(ATTEMPT_KEY))
-
-
 def _notes(entity: Mapping[str, Any]) -> dict[str, Any]:
     # Razorpay sends ``"notes": []`` for an entity without notes.
     return mapping(entity.get("notes"))
@@ -172,15 +163,8 @@ def _created_at(entity: Mapping[str, Any]) -> int:
     return integer(entity.get("created_at")) or 0
 
 
-def _choose(
-    entities: list[dict[str, Any]],
-) -> tuple[dict[str, Any] | None, PaymentStatus | None]:
-    """The payment that decides an order's outcome, and our status for the order.
-
-    The latest captured payment wins, then an authorized one. While an attempt is still
-    in progress (``created``) nothing is decided. Then an uncaptured authorization
-    Razorpay released (canceled), then the latest failure. No attempt at all: pending.
-    """
+def _choose(entities: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, PaymentStatus | None]:
+    """The attempt that decides an order, and our status for it (docs: "Sync")."""
     latest_first = sorted(entities, key=_created_at, reverse=True)
     for wanted in (P.SUCCEEDED, P.AUTHORIZED, None, P.CANCELED, P.FAILED):
         found = next((e for e in latest_first if _payment_status(e) == wanted), None)
@@ -234,21 +218,8 @@ def _refund(
 
 
 def refund_idempotency_key(key: str) -> str:
-    """The ``X-Refund-Idempotency`` value for our idempotency key.
-
-    Razorpay wants 10+ characters of ``[A-Za-z0-9_-]``. A key that already fits is sent
-    as is; any other is replaced by a digest of it, so the same key always gives the
-    same header.
-    """
-    if _REFUND_KEY.fullmatch(key):
-        return key
-    return "paygate-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
-
-
-def _log_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    """Log each answer's method, path and status (never its headers or body)."""
-    method, path = str(response.request.method), urlsplit(str(response.url)).path
-    logger.debug("Razorpay %s %s answered %s.", method, path, response.status_code)
+    """The ``X-Refund-Idempotency`` value (10+ of ``[A-Za-z0-9_-]``) for our key."""
+    return fitted_key(key, _REFUND_KEY)
 
 
 class RazorpayProvider(BaseProvider):
@@ -298,7 +269,7 @@ class RazorpayProvider(BaseProvider):
                 "The Razorpay provider needs the razorpay SDK: "
                 'pip install "django-paygate[razorpay]".'
             )
-        self.session.hooks["response"].append(_log_answer)
+        self.session.hooks["response"].append(answer_logger(logger, "Razorpay"))
         self.client = razorpay.Client(
             session=self.session,
             auth=(self.options["key_id"], self.options["key_secret"]),
@@ -329,20 +300,14 @@ class RazorpayProvider(BaseProvider):
             return refusal
         if isinstance(exc, (GatewayError, ServerError)):
             detail = self.scrub(str(exc)[:300], mask="***") or "no description"
-            return ProviderUnavailable(
-                f"Razorpay {operation}: {type(exc).__name__}: {detail}; the outcome is unknown.",
-                provider=self.alias,
-            )
+            return unknown_outcome(self, operation, f"{type(exc).__name__}: {detail}")
         return None
 
     def _api(self, operation: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
         """One SDK call through :meth:`call`; an answer that is not an object is unknown."""
         answer = self.call(operation, fn, *args, **kw)
         if not isinstance(answer, dict):
-            raise ProviderUnavailable(
-                f"Razorpay {operation}: an answer that is not an object; the outcome is unknown.",
-                provider=self.alias,
-            )
+            raise unknown_outcome(self, operation, "an answer that is not an object")
         return answer
 
     def _fetch(self, payment_id: str) -> dict[str, Any]:
@@ -352,14 +317,12 @@ class RazorpayProvider(BaseProvider):
         return _items(self._api("order payments", self.client.order.payments, order_id, {}))
 
     def _refunds(self, payment_id: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while True:
-            query = {"count": _REFUND_PAGE, "skip": len(found)}
+        def page(skip: int) -> list[dict[str, Any]]:
+            query = {"count": _REFUND_PAGE, "skip": skip}
             fetch = self.client.payment.fetch_multiple_refund
-            page = _items(self._api("refund list", fetch, payment_id, query))
-            found += page
-            if len(page) < _REFUND_PAGE:
-                return found
+            return _items(self._api("refund list", fetch, payment_id, query))
+
+        return all_pages(page, _REFUND_PAGE)
 
     # -- amounts --------------------------------------------------------------
 
@@ -459,11 +422,8 @@ class RazorpayProvider(BaseProvider):
     def confirm_payment(
         self, payment: AbstractPayment, *, idempotency_key: str, **data: Any
     ) -> ProviderPayment:
-        """Check Checkout's answer against the stored order, then settle the payment.
-
-        Raises :class:`CheckoutVerificationError` (nothing changes) when the posted order
-        id is not ours or the signature does not match.
-        """
+        """Check Checkout's answer against the stored order (else
+        :class:`CheckoutVerificationError`, nothing changes), then settle the payment."""
         self.clean_confirmation(data)
         posted_order, payment_id, signature = (text(data.get(k)) for k in self.confirmation_fields)
         if not (posted_order and payment_id and signature):
@@ -544,7 +504,7 @@ class RazorpayProvider(BaseProvider):
         self, payment: AbstractPayment, order_id: str, *, want: PaymentStatus
     ) -> dict[str, Any]:
         """The Razorpay payment that counts: the one we stored, else the order's best one."""
-        stored = _stored_attempt(payment)
+        stored = stored_reference(payment, ATTEMPT_KEY)
         if _PAYMENT_ID.fullmatch(stored):
             entity = self._fetch(stored)
             if entity.get("order_id") == order_id and _payment_status(entity) in (
@@ -581,7 +541,7 @@ class RazorpayProvider(BaseProvider):
         entities = self._order_payments(order_id)
         chosen, status = _choose(entities)
         captured = [e for e in entities if _payment_status(e) == P.SUCCEEDED]
-        stored = _stored_attempt(payment)
+        stored = stored_reference(payment, ATTEMPT_KEY)
         chosen = next((e for e in captured if e.get("id") == stored), chosen)
         if chosen is None:
             # Found by receipt: its amount must be ours (else the payment needs review).
