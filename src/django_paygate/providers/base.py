@@ -50,6 +50,8 @@ from django_paygate.exceptions import (
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
 if TYPE_CHECKING:
+    import re
+
     import requests
 
     from django_paygate.models import AbstractPayment, Refund
@@ -781,3 +783,97 @@ def provider_amount(
     except InvalidAmount as exc:
         error = AmountRefused(str(exc), provider=provider.alias)
     raise error
+
+
+# Helpers for adapters: our ids in untrusted text, provider timestamps, body signatures
+# ---------------------------------------------------------------------------
+
+
+def our_uuid(value: Any) -> str | None:
+    """Our id (a UUID, in its canonical form) from untrusted text (a note, a receipt,
+    metadata), or ``None`` for anything else: an id of ours is taken, nothing else is."""
+    import uuid
+
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def unix_time(value: Any) -> datetime | None:
+    """The UTC time of a provider's Unix timestamp; ``None`` for 0, a non-int, or a value
+    no datetime holds."""
+    from datetime import timezone
+
+    seconds = integer(value)
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def verify_body_hmac(
+    signature: str, body: bytes, secrets: Sequence[str], *, provider: str, name: str
+) -> None:
+    """Check ``signature`` (the header ``name``): the hex HMAC-SHA256 of the raw body with
+    any of ``secrets`` (rotation). Upper-case hex is accepted (the same digest); one that
+    is not ASCII simply does not match. Raises :class:`WebhookVerificationError`, naming
+    ``name``, never the secrets."""
+    if not signature.strip():
+        raise WebhookVerificationError(f"Missing {name} header.", provider=provider)
+    if not secrets:
+        raise WebhookVerificationError(
+            f"No webhook_secret is configured for {provider!r}.", provider=provider
+        )
+    candidate = signature.lower() if signature.isascii() else signature
+    expected = [hmac_sha256_hex(secret, bytes(body)) for secret in secrets]
+    if not signature_matches([candidate], expected):
+        raise WebhookVerificationError(f"The {name} does not match the body.", provider=provider)
+
+
+def stored_reference(payment: AbstractPayment, key: str) -> str:
+    """The text ``payment.provider_data[key]`` (an attempt or charge id stored earlier), or ""."""
+    return text(mapping(payment.provider_data).get(key))
+
+
+def fitted_key(key: str, pattern: re.Pattern[str], *, prefix: str = "paygate-") -> str:
+    """Our idempotency key as a provider that wants its own key shape takes it: ``key`` when
+    it matches ``pattern``, else ``prefix`` and 40 hex of its SHA-256 (the same key always
+    gives the same value)."""
+    if pattern.fullmatch(key):
+        return key
+    return prefix + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+def all_pages(fetch_page: Callable[[int], list[_T]], size: int) -> list[_T]:
+    """Every item of an offset-paged list: ``fetch_page(skip)`` until a page has fewer
+    than ``size`` items."""
+    found: list[_T] = []
+    while True:
+        page = fetch_page(len(found))
+        found += page
+        if len(page) < size:
+            return found
+
+
+def unknown_outcome(provider: BaseProvider, operation: str, detail: str) -> ProviderUnavailable:
+    """The :class:`ProviderUnavailable` for a call whose outcome is unknown, in the style of
+    :meth:`BaseProvider.call`."""
+    return ProviderUnavailable(
+        f"{provider.name} {operation}: {detail}; the outcome is unknown.", provider=provider.alias
+    )
+
+
+def answer_logger(logger: logging.Logger, name: str) -> Callable[..., None]:
+    """A response hook for a provider's session (``session.hooks["response"]``): one debug
+    line per answer, its method, path and status, never its headers or body."""
+
+    def log(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        path = urlsplit(str(response.url)).path
+        logger.debug(
+            "%s %s %s answered %s.", name, response.request.method, path, response.status_code
+        )
+
+    return log

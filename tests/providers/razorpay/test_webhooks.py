@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -482,6 +483,16 @@ def test_event_id_header_with_control_characters_is_not_trusted(razorpay_setting
     body = event_body("payment.captured", payment=captured())
     event = provider.parse_webhook(body, {"X-Razorpay-Event-Id": "evt\nforged"})
     assert event.event_id.startswith("body-")
+
+
+@pytest.mark.parametrize("created_at", [10**20, -(10**20), True, "1735689710"])
+def test_a_created_at_no_datetime_holds_is_no_time(razorpay_settings: Any, created_at: Any) -> None:
+    provider = get_provider("razorpay")
+    body = json.loads(event_body("payment.captured", payment=captured()))
+    body["created_at"] = created_at
+    event = provider.parse_webhook(json.dumps(body).encode(), {})
+    assert event.occurred_at is None
+    assert event.payment is not None
 
 
 # -- concurrency (PostgreSQL) -----------------------------------------------------------
