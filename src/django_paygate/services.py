@@ -333,7 +333,7 @@ def _apply_payment(
         )
         return True
     if status == P.FAILED and moves and result.failure_code != payment.failure_code:
-        payment.failure_code = result.failure_code[:128]
+        payment.failure_code = result.failure_code  # cut to its column by fit_answer
         payment.failure_message = result.failure_message
         fields += ["failure_code", "failure_message"]
 

@@ -486,7 +486,7 @@ def _values(
     return {
         "provider": alias,
         "event_id": event.event_id,
-        "type": storable_text(event.type)[:128],
+        "type": event.type,  # made storable and cut to its column in process_event
         "payload": payload,
         "headers": dict(headers),
         "status": Status.PROCESSED if event.actionable else Status.IGNORED,
@@ -635,7 +635,7 @@ def _record_failure(
                 provider=alias,
                 event_id=event.event_id,
                 defaults={
-                    "type": storable_text(event.type)[:128],
+                    "type": event.type,  # made storable and cut to its column in process_event
                     "payload": payload,
                     "headers": dict(headers),
                     "status": Status.FAILED,
