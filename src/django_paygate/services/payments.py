@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -31,8 +32,6 @@ from django_paygate.exceptions import (
     PaygateError,
     PaymentDeclined,
     PaymentInProgress,
-    ProviderError,
-    ProviderIdempotencyError,
     ProviderUnavailable,
 )
 from django_paygate.models import (
@@ -510,17 +509,19 @@ def open_at_provider(
             "This payment is being opened at the provider by another request; retry in a moment.",
             provider=backend.alias,
         )
-    try:
-        result = call_provider(
-            payment,
-            "create",
-            lambda: backend.create_payment(payment, idempotency_key=_create_key(payment)),
-        )
-    except ProviderError as exc:
-        _release_creation(payment)
-        if not isinstance(exc, ProviderUnavailable | ProviderIdempotencyError):
-            _fail(payment, exc)  # refused: nothing to pay with
-        raise
+    release = partial(_release_creation, payment)
+
+    def refused(exc: PaygateError) -> None:
+        release()
+        _fail(payment, exc)  # nothing to pay with
+
+    result = call_provider(
+        payment,
+        "create",
+        lambda: backend.create_payment(payment, idempotency_key=_create_key(payment)),
+        unsettled=release,  # a sync or the next try opens it again with the same key
+        refused=refused,
+    )
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         apply_payment(locked, result, source=Source.API)
@@ -595,15 +596,17 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
             raise InvalidTransition(f"A {payment.status} payment cannot be confirmed.")
     before = payment.status
     key = _confirm_key(payment, provider_data)
-    try:
-        result = call_provider(
-            payment,
-            "confirm",
-            lambda: backend.confirm_payment(payment, idempotency_key=key, **provider_data),
-        )
-    except PaymentDeclined as exc:
-        _fail(payment, exc)
-        raise
+
+    def refused(exc: PaygateError) -> None:
+        if isinstance(exc, PaymentDeclined):
+            _fail(payment, exc)  # any other refusal (a bad request) leaves it to try again
+
+    result = call_provider(
+        payment,
+        "confirm",
+        lambda: backend.confirm_payment(payment, idempotency_key=key, **provider_data),
+        refused=refused,
+    )
     with transaction.atomic():
         locked = lock_payment(payment.pk)
         declined = result.status == P.FAILED
