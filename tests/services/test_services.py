@@ -228,7 +228,7 @@ def test_rolled_back_transaction_sends_no_post_commit_signal(dummy, signal_spy):
     def change_then_fail() -> None:
         with transaction.atomic():
             locked = ledger.lock_payment(payment.pk)
-            ledger.apply_payment(locked, result, source="api")
+            ledger.apply_payment(locked, result, ledger.API)
             raise RuntimeError("the host's code failed after the change")
 
     with pytest.raises(RuntimeError):
@@ -353,7 +353,7 @@ def test_a_stale_event_does_not_overwrite_provider_references(dummy):
             status=PaymentStatus.AUTHORIZED,
             provider_data={"attempt": "late-one"},
         )
-        assert ledger.apply_payment(locked, late, source="webhook") is False
+        assert ledger.apply_payment(locked, late, ledger.Origin("webhook")) is False
     payment.refresh_from_db()
     assert payment.provider_data == {"attempt": "captured-one"}
 

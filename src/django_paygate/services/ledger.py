@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -77,6 +78,19 @@ _NOTIFY_ON = {
 }
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What moved a payment, for its audit trail: a source, and the webhook event or user."""
+
+    source: str
+    webhook_event: WebhookEvent | None = None
+    user: UserLike = None
+
+
+#: The origin of a change the API asked for, with nobody named.
+API = Origin(Source.API)
+
+
 def lock_payment(pk: Any) -> AnyPayment:
     """The payment with primary key ``pk``, locked until the transaction ends."""
     return sql.fetch_for_update(get_payment_model(), pk)
@@ -90,8 +104,8 @@ def write(*writes: sql.Write) -> None:
     """Run ``writes`` (one round trip); an outbox row among them is delivered after commit."""
     from django_paygate.notifications import deliver_after_commit
 
-    for write, pk in zip(writes, sql.execute(*writes), strict=True):
-        if write.model is Notification:
+    for row, pk in zip(writes, sql.execute(*writes), strict=True):
+        if row.model is Notification:
             deliver_after_commit(pk)
 
 
@@ -100,12 +114,19 @@ def payment_update(payment: AnyPayment, *fields: str) -> sql.Write:
     return sql.update(payment, [*fields, "updated_at"])
 
 
-def audit(payment: AnyPayment, source: str, **values: Any) -> sql.Write:
+def audit(payment: AnyPayment, origin: Origin, **values: Any) -> sql.Write:
     """An audit row; without ``to_status`` it records an event that moved no status."""
     values.setdefault("from_status", payment.status)
     values.setdefault("to_status", payment.status)
     values["note"] = values.get("note", "")[:500]
-    return sql.insert(PaymentEvent, payment=payment, source=source, **values)
+    return sql.insert(
+        PaymentEvent,
+        payment=payment,
+        source=origin.source,
+        webhook_event=origin.webhook_event,
+        user=user_or_none(origin.user),
+        **values,
+    )
 
 
 def notification(
@@ -122,25 +143,23 @@ def notification(
 def change(
     payment: AnyPayment,
     to_status: PaymentStatus,
+    origin: Origin,
     *,
-    source: str,
     fields: tuple[str, ...] = (),
     amount: int | None = None,
     note: str = "",
-    webhook_event: WebhookEvent | None = None,
     refund: Refund | None = None,
-    user: UserLike = None,
-    notify: bool = True,
     also: tuple[sql.Write, ...] = (),
     ledger: bool = False,
 ) -> None:
     """Move a locked ``payment`` to ``to_status`` and save it with ``fields``.
 
-    Raises :class:`InvalidTransition` when the table does not allow it
-    (``ledger``: the move follows a change of the refunded amount, see
-    :data:`~django_paygate.states.LEDGER_TRANSITIONS`). Writes the payment,
-    its audit row, the outbox row it owes and ``also`` in one round trip,
-    then sends ``payment_status_changed`` inside the transaction.
+    Raises :class:`InvalidTransition` when the table does not allow it. Writes
+    the payment, its audit row, the outbox row it owes and ``also`` in one
+    round trip, then sends ``payment_status_changed`` inside the transaction.
+    ``ledger``: the move follows a change of the refunded amount (see
+    :data:`~django_paygate.states.LEDGER_TRANSITIONS`); it owes no payment
+    notification, since the refund's own is in ``also``.
     """
     old = PaymentStatus(payment.status)
     allowed = can_transition(old, to_status, ledger=ledger)
@@ -149,35 +168,13 @@ def change(
     if to_status == old and not allowed and not fields:
         write(*also)
         return
-    now = timezone.now()
     payment.status = to_status.value
-    changed = {"status", *fields}
-    if to_status == P.SUCCEEDED and payment.succeeded_at is None:
-        payment.succeeded_at = now
-        changed.add("succeeded_at")
-    if to_status == P.CANCELED:
-        payment.canceled_at = now
-        changed.add("canceled_at")
-    if (
-        to_status in {P.SUCCEEDED, P.AUTHORIZED, P.PROCESSING, P.REQUIRES_ACTION}
-        and payment.failure_code
-    ):
-        payment.failure_code = payment.failure_message = ""
-        changed |= {"failure_code", "failure_message"}
+    changed = {"status", *fields, *_stamp(payment, to_status)}
     writes = [
         payment_update(payment, *changed),
-        audit(
-            payment,
-            source,
-            from_status=old.value,
-            amount=amount,
-            note=note,
-            webhook_event=webhook_event,
-            refund=refund,
-            user=user_or_none(user),
-        ),
+        audit(payment, origin, from_status=old.value, amount=amount, note=note, refund=refund),
     ]
-    if to_status != old and notify and to_status in _NOTIFY_ON:
+    if to_status != old and not ledger and to_status in _NOTIFY_ON:
         writes.append(notification(_NOTIFY_ON[to_status], payment))
     write(*writes, *also)
     if to_status != old:
@@ -186,17 +183,35 @@ def change(
             payment=payment,
             old_status=old.value,
             new_status=to_status.value,
-            source=source,
+            source=origin.source,
         )
+
+
+def _stamp(payment: AnyPayment, to_status: PaymentStatus) -> set[str]:
+    """Set the fields that go with reaching ``to_status``; their names."""
+    stamped = set()
+    if to_status == P.SUCCEEDED and payment.succeeded_at is None:
+        payment.succeeded_at = timezone.now()
+        stamped.add("succeeded_at")
+    if to_status == P.CANCELED:
+        payment.canceled_at = timezone.now()
+        stamped.add("canceled_at")
+    if to_status in _CLEARS_FAILURE and payment.failure_code:
+        payment.failure_code = payment.failure_message = ""
+        stamped |= {"failure_code", "failure_message"}
+    return stamped
+
+
+#: Statuses that mean a failed attempt is over: its failure is no longer the news.
+_CLEARS_FAILURE = frozenset({P.SUCCEEDED, P.AUTHORIZED, P.PROCESSING, P.REQUIRES_ACTION})
 
 
 def flag_for_review(
     payment: AnyPayment,
     code: ReviewReason,
     reason: str,
+    origin: Origin,
     *,
-    source: str,
-    webhook_event: WebhookEvent | None = None,
     fields: tuple[str, ...] = (),
 ) -> None:
     """Set ``needs_review`` on a locked payment (saving ``fields`` too); never cleared silently."""
@@ -209,109 +224,131 @@ def flag_for_review(
     )[-2000:]
     writes = [
         payment_update(payment, "needs_review", "review_code", "review_reason", *fields),
-        audit(payment, source, note=f"needs review: {reason}", webhook_event=webhook_event),
+        audit(payment, origin, note=f"needs review: {reason}"),
     ]
     if first:
         writes.append(notification(Notification.Kind.PAYMENT_NEEDS_REVIEW, payment))
     write(*writes)
 
 
-def apply_payment(
-    payment: AnyPayment,
-    result: ProviderPayment,
-    *,
-    source: str,
-    webhook_event: WebhookEvent | None = None,
-    user: UserLike = None,
-) -> bool:
+def review(payment: AnyPayment, code: ReviewReason, reason: str) -> None:
+    """Flag ``payment`` for review in a transaction of its own."""
+    with transaction.atomic():
+        flag_for_review(lock_payment(payment.pk), code, reason, API)
+
+
+def apply_payment(payment: AnyPayment, result: ProviderPayment, origin: Origin) -> bool:
     """Apply what the provider reports about a locked ``payment``.
 
     Returns whether anything changed. A stale or illegal status is recorded
     by the caller (webhook inbox) and changes nothing; an amount or currency
     that disagrees with the row sets ``needs_review`` and changes nothing.
     """
-    current = PaymentStatus(payment.status)
     status = result.status
-    moves = status is not None and status != current and can_transition(current, status)
-    # News about an earlier or impossible state (a late ``authorized`` of another
-    # attempt) must not overwrite what the current state rests on.
-    current_news = (
-        moves
-        or status is None
-        or status == current
-        or (status == P.SUCCEEDED and current in PAID_STATUSES)
-    )
     other = other_object(payment, result.provider_data)
-    if other and status == P.CANCELED and current == P.AUTHORIZED:
-        # An authorization released that is not the one this payment rests on
-        # (Razorpay: another attempt on the order): news about that one only.
-        moves = current_news = False
-    if other and current in PAID_STATUSES:
-        current_news = False  # never repoint a paid payment at another object
-    fields: list[str] = []
-    if result.provider_payment_id and not payment.provider_payment_id:
-        payment.provider_payment_id = result.provider_payment_id
-        payment.creating_until = None  # linked: the creation claim has done its work
-        fields += ["provider_payment_id", "creating_until"]
-    new_refs = {k: v for k, v in result.provider_data.items() if payment.provider_data.get(k) != v}
-    if new_refs and current_news:
-        payment.provider_data = {**payment.provider_data, **new_refs}
-        fields.append("provider_data")
-
-    problem = _mismatch(payment, result)
-    if not problem and (result.amount_refunded or 0) > payment.amount_refunded:
-        problem = _unrecorded_refunds(payment, result.amount_refunded or 0)
-    if not problem and other and status == P.SUCCEEDED and current in PAID_STATUSES:
-        problem = R.SECOND_CAPTURE, f"provider reports a second capture: {other}"
-    if not problem and status == P.SUCCEEDED and not current_news:
-        # Money was taken for a payment we consider over (an abandoned order paid
-        # later): never dropped silently, never applied blindly.
-        problem = (
-            R.PAID_AFTER_END,
-            f"provider reports the payment captured, but it is {current} here",
-        )
-    if not problem and status == P.SUCCEEDED and current_news:
-        # An update that does not say how much was taken never raises a partial capture;
-        # with nothing captured yet, it means the whole amount.
-        captured = result.amount_captured or payment.amount_captured or payment.amount
-        if captured > payment.amount:
-            problem = R.OVER_CAPTURED, f"provider reports {captured} captured of {payment.amount}"
-        elif captured > payment.amount_captured:
-            payment.amount_captured = captured
-            fields.append("amount_captured")
+    moves, news = _reach(PaymentStatus(payment.status), status, other)
+    fields = _link(payment, result, news)
+    problem = _payment_problem(payment, result, news, other)
     if problem:
-        flag_for_review(
-            payment, *problem, source=source, webhook_event=webhook_event, fields=tuple(fields)
-        )
+        flag_for_review(payment, *problem, origin, fields=tuple(fields))
         return True
+    if status == P.SUCCEEDED and news and _captured(payment, result) > payment.amount_captured:
+        payment.amount_captured = _captured(payment, result)
+        fields.append("amount_captured")
     if status == P.FAILED and moves and result.failure_code != payment.failure_code:
         payment.failure_code = result.failure_code  # cut to its column by fit_answer
         payment.failure_message = result.failure_message
         fields += ["failure_code", "failure_message"]
-
     if not moves:
         if fields:
             write(payment_update(payment, *fields))
         return bool(fields)
     assert status is not None
     moved = payment.amount_captured if status == P.SUCCEEDED else None
-    change(
-        payment,
-        status,
-        source=source,
-        fields=tuple(fields),
-        amount=moved,
-        webhook_event=webhook_event,
-        user=user,
-    )
+    change(payment, status, origin, fields=tuple(fields), amount=moved)
     if status == P.SUCCEEDED and payment.payable_type_id:
-        _review_changed_payable(payment, source=source, webhook_event=webhook_event)
+        _review_changed_payable(payment, origin)
     return True
 
 
-def _review_changed_payable(
-    payment: AnyPayment, *, source: str, webhook_event: WebhookEvent | None
-) -> None:
+def _reach(current: PaymentStatus, status: PaymentStatus | None, other: str) -> tuple[bool, bool]:
+    """Whether the reported ``status`` moves the payment, and whether it is news of now.
+
+    News about an earlier or impossible state (a late ``authorized`` of another
+    attempt) must not overwrite what the current state rests on.
+    """
+    moves = status is not None and status != current and can_transition(current, status)
+    news = (
+        moves
+        or status is None
+        or status == current
+        or (status == P.SUCCEEDED and current in PAID_STATUSES)
+    )
+    if other and status == P.CANCELED and current == P.AUTHORIZED:
+        # An authorization released that is not the one this payment rests on
+        # (Razorpay: another attempt on the order): news about that one only.
+        return False, False
+    if other and current in PAID_STATUSES:
+        news = False  # never repoint a paid payment at another object
+    return moves, news
+
+
+def _link(payment: AnyPayment, result: ProviderPayment, news: bool) -> list[str]:
+    """Take the provider's id and references from ``result``; the fields that changed."""
+    fields: list[str] = []
+    if result.provider_payment_id and not payment.provider_payment_id:
+        payment.provider_payment_id = result.provider_payment_id
+        payment.creating_until = None  # linked: the creation claim has done its work
+        fields += ["provider_payment_id", "creating_until"]
+    new_refs = {k: v for k, v in result.provider_data.items() if payment.provider_data.get(k) != v}
+    if new_refs and news:
+        payment.provider_data = {**payment.provider_data, **new_refs}
+        fields.append("provider_data")
+    return fields
+
+
+def _captured(payment: AnyPayment, result: ProviderPayment) -> int:
+    """What a ``succeeded`` report says was captured.
+
+    An update that does not say how much was taken never raises a partial
+    capture; with nothing captured yet, it means the whole amount.
+    """
+    return result.amount_captured or payment.amount_captured or payment.amount
+
+
+#: Why a payment needs review: the code, and the details.
+_Problem = tuple[ReviewReason, str] | None
+
+
+def _payment_problem(
+    payment: AnyPayment, result: ProviderPayment, news: bool, other: str
+) -> _Problem:
+    """Why ``result`` must not be applied to ``payment`` without a person, or ``None``."""
+    current, status = PaymentStatus(payment.status), result.status
+    if result.currency and result.currency.upper() != payment.currency:
+        detail = f"provider currency {result.currency.upper()} differs from {payment.currency}"
+        return R.AMOUNT_MISMATCH, detail
+    if result.amount is not None and result.amount != payment.amount:
+        return R.AMOUNT_MISMATCH, f"provider amount {result.amount} differs from {payment.amount}"
+    if (result.amount_refunded or 0) > payment.amount_refunded:
+        problem = _unrecorded_refunds(payment, result.amount_refunded or 0)
+        if problem:
+            return problem
+    if status != P.SUCCEEDED:
+        return None
+    if other and current in PAID_STATUSES:
+        return R.SECOND_CAPTURE, f"provider reports a second capture: {other}"
+    if not news:
+        # Money was taken for a payment we consider over (an abandoned order paid
+        # later): never dropped silently, never applied blindly.
+        return R.PAID_AFTER_END, f"provider reports the payment captured, but it is {current} here"
+    captured = _captured(payment, result)
+    if captured > payment.amount:
+        return R.OVER_CAPTURED, f"provider reports {captured} captured of {payment.amount}"
+    return None
+
+
+def _review_changed_payable(payment: AnyPayment, origin: Origin) -> None:
     """Flag a locked payment that was paid although its payable's price changed (or vanished).
 
     The money was taken and is recorded as such; ``payment_covers`` is then
@@ -322,11 +359,7 @@ def _review_changed_payable(
     reason = payables.payable_changed(payment)
     if reason:
         flag_for_review(
-            payment,
-            R.PAYABLE_CHANGED,
-            f"paid after its payable changed: {reason}",
-            source=source,
-            webhook_event=webhook_event,
+            payment, R.PAYABLE_CHANGED, f"paid after its payable changed: {reason}", origin
         )
 
 
@@ -341,21 +374,8 @@ def other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
     return f"{key} {theirs}, not {mine}" if key and mine and theirs and mine != theirs else ""
 
 
-#: Why a payment needs review: the code, and the details.
-_Problem = tuple[ReviewReason, str] | None
-
-
-def _mismatch(payment: AnyPayment, result: ProviderPayment) -> _Problem:
-    if result.currency and result.currency.upper() != payment.currency:
-        detail = f"provider currency {result.currency.upper()} differs from {payment.currency}"
-        return R.AMOUNT_MISMATCH, detail
-    if result.amount is not None and result.amount != payment.amount:
-        return R.AMOUNT_MISMATCH, f"provider amount {result.amount} differs from {payment.amount}"
-    return None
-
-
 def _unrecorded_refunds(payment: AnyPayment, refunded: int) -> _Problem:
-    """Why a provider's refunded total is more than this payment's refunds explain, or "".
+    """Why a provider's refunded total is more than this payment's refunds explain, or ``None``.
 
     Some events give only the total (Stripe's ``charge.refunded`` on API versions
     2022-11-15 to 2024-10-27); refunds made at the provider that no event names
@@ -389,68 +409,88 @@ def refund_reserved(payment: AnyPayment, *, disputes: bool = True) -> int:
     return payment.amount_refunded + sum(held)
 
 
+_OVER = frozenset({RefundStatus.FAILED, RefundStatus.CANCELED})
+
+
 def apply_refund(
-    payment: AnyPayment,
-    result: ProviderRefund,
-    *,
-    source: str,
-    refund: Refund | None = None,
-    webhook_event: WebhookEvent | None = None,
+    payment: AnyPayment, result: ProviderRefund, origin: Origin, *, refund: Refund | None = None
 ) -> Refund | None:
     """Apply a provider refund to a locked ``payment``; create it if unknown.
 
     A refund made in the provider's dashboard appears here first: it becomes
-    a :class:`Refund` row once, whatever order its events arrive in.
+    a :class:`Refund` row once, whatever order its events arrive in. Returns
+    the row, or ``None`` when the report was recorded without one.
     """
     if refund is None:
         try:
             refund = _find_refund(payment, result)
         except _AmbiguousRefund as exc:
             logger.info("Payment %s: %s", payment.pk, exc)
-            write(audit(payment, source, note=str(exc), webhook_event=webhook_event))
+            write(audit(payment, origin, note=str(exc)))
             return None
-    if result.currency and result.currency.upper() != payment.currency:
-        flag_for_review(
-            payment,
-            R.REFUND_CURRENCY,
-            f"refund {result.provider_refund_id} in {result.currency}",
-            source=source,
-            webhook_event=webhook_event,
-        )
+    problem = _refund_problem(payment, result, refund)
+    if problem:
+        flag_for_review(payment, *problem, origin)
         return refund
-    other = "" if refund is not None else other_object(payment, result.provider_data)
-    if other:
-        flag_for_review(
-            payment,
-            R.REFUND_OTHER_ATTEMPT,
-            f"refund {result.provider_refund_id} of {result.amount} is for {other}",
-            source=source,
-            webhook_event=webhook_event,
-        )
-        return None
     if refund is None:
-        final = result.status in {RefundStatus.FAILED, RefundStatus.CANCELED}
-        # A final refund is recorded too (it holds nothing), so that its earlier
-        # events, arriving after it, find it over instead of making a new one.
-        if not final and refund_reserved(payment) + result.amount > payment.amount_captured:
-            flag_for_review(
-                payment,
-                R.REFUND_EXCEEDS,
-                f"refund {result.provider_refund_id} of {result.amount} "
-                "exceeds what is left to refund",
-                source=source,
-                webhook_event=webhook_event,
-            )
-            return None
+        # Made elsewhere. A final refund is recorded too (it holds nothing), so that
+        # its earlier events, arriving after it, find it over instead of making a new one.
         refund = Refund.objects.create(
             payment=payment,
             provider_refund_id=result.provider_refund_id,
             amount=result.amount,
             currency=payment.currency,
             status=RefundStatus.PENDING.value,
-            source=source,
+            source=origin.source,
             reason="created at the provider",
         )
+    old, new = RefundStatus(refund.status), result.status
+    if not _move_refund(refund, result):
+        if old in _OVER and new == RefundStatus.SUCCEEDED:
+            # Either a late event of a refund that succeeded, then failed, or money
+            # that left while we recorded a refusal: only a person can tell.
+            detail = f"refund {refund.pk} reported succeeded after it was {old.value}"
+            flag_for_review(payment, R.REFUND_REVIVED, detail, origin)
+        return refund
+    if RefundStatus.SUCCEEDED in (old, new):
+        _book_refund(payment, refund, origin, back=old == RefundStatus.SUCCEEDED)
+        return refund
+    writes = [
+        audit(
+            payment,
+            origin,
+            amount=refund.amount,
+            refund=refund,
+            note=f"refund {new.value}: {refund.failure_reason}",
+        )
+    ]
+    if new == RefundStatus.FAILED:
+        writes.append(notification(Notification.Kind.REFUND_FAILED, payment, refund=refund))
+    write(*writes)
+    return refund
+
+
+def _refund_problem(payment: AnyPayment, result: ProviderRefund, refund: Refund | None) -> _Problem:
+    """Why a reported refund must not be applied without a person, or ``None``.
+
+    Without a ``refund`` row it is one made elsewhere, which must fit what is left.
+    """
+    if result.currency and result.currency.upper() != payment.currency:
+        return R.REFUND_CURRENCY, f"refund {result.provider_refund_id} in {result.currency}"
+    if refund is not None:
+        return None
+    about = f"refund {result.provider_refund_id} of {result.amount}"
+    other = other_object(payment, result.provider_data)
+    if other:
+        return R.REFUND_OTHER_ATTEMPT, f"{about} is for {other}"
+    over = result.status in _OVER
+    if not over and refund_reserved(payment) + result.amount > payment.amount_captured:
+        return R.REFUND_EXCEEDS, f"{about} exceeds what is left to refund"
+    return None
+
+
+def _move_refund(refund: Refund, result: ProviderRefund) -> bool:
+    """Save what ``result`` says of ``refund``; whether its status moved."""
     fields = []
     if result.provider_refund_id and refund.provider_refund_id != result.provider_refund_id:
         refund.provider_refund_id = result.provider_refund_id
@@ -459,17 +499,7 @@ def apply_refund(
     if new == old or not can_transition_refund(old, new):
         if fields:
             refund.save(update_fields=[*fields, "updated_at"])
-        if old in {RefundStatus.FAILED, RefundStatus.CANCELED} and new == RefundStatus.SUCCEEDED:
-            # Either a late event of a refund that succeeded, then failed, or money
-            # that left while we recorded a refusal: only a person can tell.
-            flag_for_review(
-                payment,
-                R.REFUND_REVIVED,
-                f"refund {refund.pk} reported succeeded after it was {old.value}",
-                source=source,
-                webhook_event=webhook_event,
-            )
-        return refund
+        return False
     refund.status = new.value
     fields += ["status", "updated_at"]
     if new == RefundStatus.FAILED:
@@ -479,51 +509,33 @@ def apply_refund(
         refund.succeeded_at = timezone.now()
         fields.append("succeeded_at")
     refund.save(update_fields=fields)
+    return True
 
-    if RefundStatus.SUCCEEDED in (old, new):
-        # The refunded amount changes, and the status with it (the ledger's moves).
-        # Stripe: a refund may also fail after it succeeded. Its money came back, so the
-        # payment is what is really refunded now (refundable again); the customer still
-        # waits for their money, so a person looks at it.
-        back = old == RefundStatus.SUCCEEDED
-        payment.amount_refunded += -refund.amount if back else refund.amount
-        kind = Notification.Kind.REFUND_FAILED if back else Notification.Kind.REFUND_SUCCEEDED
-        change(
-            payment,
-            status_after_refund(payment.amount_captured, payment.amount_refunded),
-            source=source,
-            fields=("amount_refunded",),
-            amount=refund.amount,
-            webhook_event=webhook_event,
-            refund=refund,
-            note="refund failed after it had succeeded" if back else "refund succeeded",
-            notify=False,  # not news of the payment: the refund's own notification is owed
-            also=(notification(kind, payment, refund=refund),),
-            ledger=True,
-        )
-        if back:
-            flag_for_review(
-                payment,
-                R.REFUND_REVERSED,
-                f"refund {refund.pk} failed after it had succeeded; its money came back",
-                source=source,
-                webhook_event=webhook_event,
-            )
-    else:
-        writes = [
-            audit(
-                payment,
-                source,
-                amount=refund.amount,
-                refund=refund,
-                webhook_event=webhook_event,
-                note=f"refund {new.value}: {refund.failure_reason}",
-            )
-        ]
-        if new == RefundStatus.FAILED:
-            writes.append(notification(Notification.Kind.REFUND_FAILED, payment, refund=refund))
-        write(*writes)
-    return refund
+
+def _book_refund(payment: AnyPayment, refund: Refund, origin: Origin, *, back: bool) -> None:
+    """Move the refunded amount by a refund that succeeded, or (``back``) failed after that.
+
+    The payment's status moves with it (the ledger's moves). Stripe: a refund
+    may fail after it succeeded. Its money came back, so the payment is what is
+    really refunded now (refundable again); the customer still waits for their
+    money, so a person looks at it.
+    """
+    payment.amount_refunded += -refund.amount if back else refund.amount
+    kind = Notification.Kind.REFUND_FAILED if back else Notification.Kind.REFUND_SUCCEEDED
+    change(
+        payment,
+        status_after_refund(payment.amount_captured, payment.amount_refunded),
+        origin,
+        fields=("amount_refunded",),
+        amount=refund.amount,
+        refund=refund,
+        note="refund failed after it had succeeded" if back else "refund succeeded",
+        also=(notification(kind, payment, refund=refund),),
+        ledger=True,
+    )
+    if back:
+        detail = f"refund {refund.pk} failed after it had succeeded; its money came back"
+        flag_for_review(payment, R.REFUND_REVERSED, detail, origin)
 
 
 class _AmbiguousRefund(Exception):
@@ -563,13 +575,8 @@ def _find_refund(payment: AnyPayment, result: ProviderRefund) -> Refund | None:
     return found[0] if found else None
 
 
-def apply_dispute(
-    payment: AnyPayment,
-    result: ProviderDispute,
-    *,
-    source: str,
-    webhook_event: WebhookEvent | None = None,
-) -> Dispute:
+def apply_dispute(payment: AnyPayment, result: ProviderDispute, origin: Origin) -> Dispute:
+    """Record a dispute the provider reports on a locked ``payment`` (a chargeback, an inquiry)."""
     dispute, created = Dispute.objects.select_for_update().get_or_create(
         payment=payment,
         provider_dispute_id=result.provider_dispute_id,
@@ -590,9 +597,8 @@ def apply_dispute(
     writes = [
         audit(
             payment,
-            source,
+            origin,
             amount=dispute.amount,
-            webhook_event=webhook_event,
             note=f"dispute {dispute.provider_dispute_id} {dispute.status}",
         )
     ]
@@ -610,11 +616,6 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def review(payment: AnyPayment, code: ReviewReason, reason: str) -> None:
-    with transaction.atomic():
-        flag_for_review(lock_payment(payment.pk), code, reason, source=Source.API)
 
 
 def payment_lookup(
@@ -648,12 +649,11 @@ def payment_lookup(
 
 def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: WebhookEvent) -> bool:
     """Apply a verified webhook event to a locked payment; whether anything changed."""
+    origin = Origin(Source.WEBHOOK, webhook_event)
     changed = False
     if event.payment is not None:
         before = payment.status
-        changed |= apply_payment(
-            payment, event.payment, source=Source.WEBHOOK, webhook_event=webhook_event
-        )
+        changed |= apply_payment(payment, event.payment, origin)
         status = event.payment.status
         if (
             status is not None
@@ -666,12 +666,10 @@ def apply_event(payment: AnyPayment, event: ProviderEvent, *, webhook_event: Web
             )
     if event.refund is not None:
         before_refunded = payment.amount_refunded
-        refund = apply_refund(
-            payment, event.refund, source=Source.WEBHOOK, webhook_event=webhook_event
-        )
+        refund = apply_refund(payment, event.refund, origin)
         changed |= refund is not None and payment.amount_refunded != before_refunded
     if event.dispute is not None:
-        apply_dispute(payment, event.dispute, source=Source.WEBHOOK, webhook_event=webhook_event)
+        apply_dispute(payment, event.dispute, origin)
         changed = True
     return changed
 
@@ -690,6 +688,5 @@ def review_unapplied_event(
         lock_payment(payment_id),
         R.EVENT_UNAPPLIED,
         f"webhook event {webhook_event.event_id} cannot be applied: {error}",
-        source=Source.WEBHOOK,
-        webhook_event=webhook_event,
+        Origin(Source.WEBHOOK, webhook_event),
     )

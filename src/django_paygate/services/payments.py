@@ -45,6 +45,8 @@ from django_paygate.models import (
 from django_paygate.providers import get_provider
 from django_paygate.services.calls import call_provider
 from django_paygate.services.ledger import (
+    API,
+    Origin,
     apply_payment,
     audit,
     change,
@@ -235,7 +237,7 @@ def _insert_payment(
         creating_until=_creation_claim(),
         **link,
     )
-    write(audit(payment, Source.API, from_status="", user=owner, note="created"))
+    write(audit(payment, Origin(Source.API, user=owner), from_status="", note="created"))
     return payment
 
 
@@ -524,7 +526,7 @@ def open_at_provider(
     )
     with transaction.atomic():
         locked = lock_payment(payment.pk)
-        apply_payment(locked, result, source=Source.API)
+        apply_payment(locked, result, API)
     # Canceled while the provider was creating its object: nothing to pay with.
     locked.client_data = dict(result.client_data) if _payable(locked) else None
     return locked
@@ -548,7 +550,7 @@ def _fail(payment: AnyPayment, exc: PaygateError) -> None:
             change(
                 locked,
                 P.FAILED,
-                source=Source.API,
+                API,
                 fields=("failure_code", "failure_message"),
                 note="" if declined else str(exc),  # the operator's detail, for staff only
             )
@@ -558,7 +560,7 @@ def _fail(payment: AnyPayment, exc: PaygateError) -> None:
 
 def _record_decline(payment: AnyPayment, code: str) -> None:
     """Audit another declined attempt on an already failed payment (fraud signals count them)."""
-    write(audit(payment, Source.API, note=f"declined again: {code}"))
+    write(audit(payment, API, note=f"declined again: {code}"))
 
 
 def _confirm_key(payment: AnyPayment, data: Mapping[str, Any]) -> str:
@@ -615,7 +617,7 @@ def confirm_payment(payment: AbstractPayment, **provider_data: Any) -> AnyPaymen
         superseded = declined and locked.status not in {before, P.FAILED}
         declined_again = declined and locked.status == P.FAILED
         if not superseded:
-            apply_payment(locked, result, source=Source.API)
+            apply_payment(locked, result, API)
         if declined_again or superseded:
             _record_decline(locked, result.failure_code)
     locked.next_action = result.next_action
@@ -661,7 +663,7 @@ def capture_payment(
         locked = lock_payment(payment.pk)
         if result.status == P.SUCCEEDED and result.amount_captured is None:
             result = replace(result, amount_captured=amount)
-        apply_payment(locked, result, source=source, user=user)
+        apply_payment(locked, result, Origin(source, user=user))
     return locked
 
 
@@ -689,9 +691,9 @@ def cancel_payment(
         locked = lock_payment(payment.pk)
         linked_meanwhile = result is None and bool(locked.provider_payment_id)
         if result is not None:
-            apply_payment(locked, result, source=source, user=user)
+            apply_payment(locked, result, Origin(source, user=user))
         elif not linked_meanwhile and can_transition(locked.status, P.CANCELED):
-            change(locked, P.CANCELED, source=source, user=user)
+            change(locked, P.CANCELED, Origin(source, user=user))
     if linked_meanwhile:
         # A confirm created the provider's object meanwhile and may be paying with it:
         # only the provider can tell which came first, so it cancels there.

@@ -33,6 +33,7 @@ from django_paygate.models import (
 )
 from django_paygate.providers import get_provider
 from django_paygate.services.ledger import (
+    Origin,
     apply_payment,
     apply_refund,
     audit,
@@ -53,6 +54,9 @@ logger = logging.getLogger("django_paygate")
 
 P = PaymentStatus
 R = ReviewReason
+
+#: The origin of a repair nobody in particular asked for (the sweep).
+SYNC = Origin(Source.SYNC)
 
 
 def sync_payment(
@@ -81,9 +85,9 @@ def sync_payment(
         result = fit_answer(backend.fetch_payment(payment))
     with transaction.atomic():
         locked = lock_payment(payment.pk)
-        apply_payment(locked, result, source=source, user=user)
+        apply_payment(locked, result, Origin(source, user=user))
         for provider_refund in result.refunds:
-            apply_refund(locked, provider_refund, source=source)
+            apply_refund(locked, provider_refund, Origin(source))
         unanswered = list(
             Refund.objects.filter(
                 payment=locked, status=RefundStatus.PENDING.value, provider_refund_id=None
@@ -208,7 +212,7 @@ def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:
     try:
         with transaction.atomic():
             locked = lock_payment(payment.pk)
-            write(audit(locked, Source.SYNC, note=f"{SYNC_FAILED_NOTE}{error}"))
+            write(audit(locked, SYNC, note=f"{SYNC_FAILED_NOTE}{error}"))
             failures = PaymentEvent.objects.filter(
                 payment=locked,
                 source=Source.SYNC,
@@ -221,7 +225,7 @@ def _record_sync_failure(payment: AbstractPayment, error: str) -> bool:
                 locked,
                 R.SYNC_FAILING,
                 f"sync failed {failures} times; last: {error}",
-                source=Source.SYNC,
+                SYNC,
             )
             return True
     except Exception:  # the database itself failed: the next sweep tries again

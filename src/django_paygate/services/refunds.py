@@ -26,6 +26,7 @@ from django_paygate.models import AbstractPayment, Refund, Source, fit
 from django_paygate.providers import get_provider
 from django_paygate.services.calls import call_provider
 from django_paygate.services.ledger import (
+    Origin,
     apply_refund,
     audit,
     lock_payment,
@@ -125,10 +126,9 @@ def _reserve_refund(
     write(
         audit(
             locked,
-            source,
+            Origin(source, user=user),
             amount=amount,
             refund=refund,
-            user=user_or_none(user),
             note=f"refund requested: {reason}",
         )
     )
@@ -157,7 +157,7 @@ def send_refund(payment: AnyPayment, refund: Refund, *, source: str = Source.API
         with transaction.atomic():
             locked = lock_payment(payment.pk)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
-            apply_refund(locked, result, source=source, refund=refund)
+            apply_refund(locked, result, Origin(source), refund=refund)
     refund.refresh_from_db()
     return refund
 
@@ -181,7 +181,7 @@ def _release(payment: AnyPayment, refund: Refund, source: str, exc: PaygateError
                 currency=refund.currency,
                 failure_reason=fit(Refund, "failure_reason", str(exc)),
             )
-            apply_refund(locked, failed, source=source, refund=refund)
+            apply_refund(locked, failed, Origin(source), refund=refund)
 
 
 def refundable_amount(payment: AnyPayment) -> int:
