@@ -150,12 +150,37 @@ def create_payment(
         raise TypeError("customer_amount is for a payable that accepts one.")
     if amount is None or currency is None:
         raise TypeError("create_payment() needs payable=, or amount= and currency=.")
+    return _create_direct(
+        amount=amount,
+        currency=currency,
+        provider=provider,
+        owner=user_or_none(user),
+        email=email,
+        description=description,
+        metadata=metadata,
+        capture=capture,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _create_direct(
+    *,
+    amount: int,
+    currency: str,
+    provider: str | None,
+    owner: Any,
+    email: str,
+    description: str,
+    metadata: Mapping[str, Any] | None,
+    capture: bool,
+    idempotency_key: str | None,
+) -> AnyPayment:
+    """Create a payment priced by the caller (no payable)."""
     currency = money.normalize_currency(currency)
     amount = money.validate_minor(amount, currency)
     backend = get_provider(provider)
     backend.validate_amount(amount, currency)
     metadata = _clean_metadata(metadata)
-    owner = user_or_none(user)
     _check_idempotency_key(idempotency_key)
     fingerprint = (
         _fingerprint(
@@ -171,12 +196,9 @@ def create_payment(
         if idempotency_key
         else ""
     )
-
-    Payment = get_payment_model()
-    if idempotency_key:
-        existing = Payment.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _replay(existing, fingerprint, backend)
+    known = _known(idempotency_key)
+    if known is not None:
+        return _replay(known, fingerprint, backend)
     try:
         with transaction.atomic():
             payment = _insert_payment(
@@ -192,10 +214,18 @@ def create_payment(
                 fingerprint=fingerprint,
             )
     except IntegrityError:
-        if not idempotency_key:
+        known = _known(idempotency_key)
+        if known is None:
             raise
-        return _replay(Payment.objects.get(idempotency_key=idempotency_key), fingerprint, backend)
+        return _replay(known, fingerprint, backend)  # the same request, racing this one
     return open_at_provider(payment, backend, claimed=True)
+
+
+def _known(idempotency_key: str | None) -> AnyPayment | None:
+    """The payment created earlier with ``idempotency_key``, if any."""
+    if not idempotency_key:
+        return None
+    return get_payment_model().objects.filter(idempotency_key=idempotency_key).first()
 
 
 def _check_idempotency_key(idempotency_key: str | None) -> None:
@@ -289,21 +319,15 @@ def _create_for_payable(
         metadata=extra,
         capture=capture,
     )
-    Payment = get_payment_model()
-    if idempotency_key:
-        existing = Payment.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _replay(existing, fingerprint, backend)
+    known = _known(idempotency_key)
+    if known is not None:
+        return _replay(known, fingerprint, backend)
     with transaction.atomic():
         # The host's row, locked: its price is read under the lock, and a second
         # create for it waits here until the first one's payment is committed.
         current = model._default_manager.select_for_update().get(pk=payable.pk)
         # The same request again, which waited for the first one's lock: replayed as it is.
-        keyed = (
-            Payment.objects.filter(idempotency_key=idempotency_key).first()
-            if idempotency_key
-            else None
-        )
+        keyed = _known(idempotency_key)
         if keyed is None:
             open_payment, payment = _open_or_insert(
                 current,
@@ -319,15 +343,20 @@ def _create_for_payable(
     if keyed is not None:
         return _replay(keyed, fingerprint, backend)
     if open_payment is not None:
-        if not open_payment.provider_payment_id and open_payment.status == P.PENDING:
-            # Its creator is still asking the provider (a double click), or lost the answer.
-            open_payment = _join_creation(open_payment, backend)
-        else:
-            open_payment.client_data = payment_client_data(open_payment, backend)
-        open_payment.replayed = True
-        return open_payment
+        return _reopen(open_payment, backend)
     assert payment is not None
     return open_at_provider(payment, backend, claimed=True)
+
+
+def _reopen(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
+    """The payable's open ``payment``, answered again (``replayed``) with its client data."""
+    if not payment.provider_payment_id and payment.status == P.PENDING:
+        # Its creator is still asking the provider (a double click), or lost the answer.
+        payment = _join_creation(payment, backend)
+    else:
+        payment.client_data = payment_client_data(payment, backend)
+    payment.replayed = True
+    return payment
 
 
 def _open_or_insert(
