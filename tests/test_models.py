@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connection
 
 from django_paygate.models import Payment, get_payment_model
+from django_paygate.services import ledger
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 from tests.testapp.models import ShopPayment
 
@@ -25,7 +26,6 @@ def test_the_payment_model_follows_its_setting(settings: Any) -> None:
 
 
 def test_the_webhook_lookup_follows_the_payment_model(settings: Any) -> None:
-    from django_paygate import services
     from django_paygate.providers.base import ProviderEvent, ProviderPayment
 
     payment = ProviderPayment(provider_payment_id="pi_1", status=None)
@@ -36,7 +36,7 @@ def test_the_webhook_lookup_follows_the_payment_model(settings: Any) -> None:
     for model in (original, other, original):
         settings.PAYGATE_PAYMENT_MODEL = f"{model._meta.app_label}.{model.__name__}"
         for lock in (False, True):
-            lookup = services.payment_lookup("dummy", event, lock=lock)
+            lookup = ledger.payment_lookup("dummy", event, lock=lock)
             assert lookup is not None
             assert connection.ops.quote_name(model._meta.db_table) in lookup[0]
 

@@ -52,12 +52,13 @@ from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.datastructures import CaseInsensitiveMapping
 
-from django_paygate import services, sql
+from django_paygate import sql
 from django_paygate.conf import paygate_settings
 from django_paygate.exceptions import PaygateError, UnknownProvider, WebhookVerificationError
 from django_paygate.models import AbstractPayment, WebhookEvent, fit_answer, get_payment_model
 from django_paygate.providers import get_provider
 from django_paygate.providers.base import BaseProvider, ProviderEvent, body_event_id
+from django_paygate.services import ledger
 from django_paygate.states import (
     FINAL_PAYMENT_STATUSES,
     PAID_STATUSES,
@@ -260,7 +261,7 @@ def process_event(
                 raise EventTooEarly(early)
             payment_id = payment.pk
             row = WebhookEvent(pk=row_id, provider=provider.alias, event_id=event.event_id)
-            services.apply_event(payment, event, webhook_event=row)
+            ledger.apply_event(payment, event, webhook_event=row)
             return WebhookResult(200, "Event processed.", row_id, PROCESSED)
     except PaygateError as exc:
         # The state machine refused it: every delivery would be refused the same way,
@@ -515,7 +516,7 @@ def _claim(
     if not _native_upsert():
         return _claim_with_savepoint(alias, event, values, replay=replay)
     locking = sql.database().vendor == "postgresql"
-    lookup = services.payment_lookup(alias, event, lock=locking) if event.actionable else None
+    lookup = ledger.payment_lookup(alias, event, lock=locking) if event.actionable else None
     statement, params = _claim_statement(values, lookup, replay=replay, locking=locking)
     with sql.database().cursor() as cursor:
         cursor.execute(statement, params)
@@ -527,7 +528,7 @@ def _claim(
         return row_id, None
     if locking:
         return row_id, sql.from_row(get_payment_model(), row[1:])
-    return row_id, services.lock_payment(payment_id)
+    return row_id, ledger.lock_payment(payment_id)
 
 
 def _claim_statement(
@@ -561,7 +562,7 @@ def _claim_with_savepoint(
 ) -> tuple[int, AnyPayment | None] | None:
     """:func:`_claim` for databases without ``INSERT … ON CONFLICT … RETURNING``."""
     payment: AnyPayment | None = None
-    lookup = services.payment_lookup(alias, event, lock=True) if event.actionable else None
+    lookup = ledger.payment_lookup(alias, event, lock=True) if event.actionable else None
     if lookup:
         with sql.database().cursor() as cursor:
             cursor.execute(*lookup)
@@ -605,7 +606,7 @@ def _record_unapplied(
             if row_id is None:
                 raise RuntimeError("the failure could not be recorded")
             WebhookEvent.objects.filter(pk=row_id).update(payment_id=payment_id)
-            services.review_unapplied_event(
+            ledger.review_unapplied_event(
                 payment_id, WebhookEvent(pk=row_id, provider=alias, event_id=event.event_id), exc
             )
             return row_id

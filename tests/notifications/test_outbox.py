@@ -16,9 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_paygate import notifications, services, signals
-from django_paygate.exceptions import ProviderError
+from django_paygate.exceptions import PaymentDeclined, ProviderError
 from django_paygate.models import Notification, get_payment_model
 from django_paygate.providers.dummy import CARD_DECLINED, CARD_SUCCEEDS, DummyProvider
+from django_paygate.services import payments
 from tests.conftest import pinned
 from tests.factories import UserFactory
 from tests.notifications.backends import FlakyBackend
@@ -72,7 +73,7 @@ def test_failed_then_succeeded_one_email_each(
 
 def test_services_failed_then_succeeded(dummy: DummyProvider, outbox: list[Any]) -> None:
     payment = _payment()
-    with pytest.raises(services.PaymentDeclined):
+    with pytest.raises(PaymentDeclined):
         services.confirm_payment(payment, payment_method=CARD_DECLINED)
     services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)
     services.confirm_payment(payment, payment_method=CARD_SUCCEEDS)  # a second confirm: no-op
@@ -544,8 +545,8 @@ def test_a_refusal_of_ours_reaches_the_customer_as_a_plain_sentence(
         _payment()
 
     payment = get_payment_model().objects.get()
-    assert (payment.status, payment.failure_message) == ("failed", services.NOT_STARTED_MESSAGE)
+    assert (payment.status, payment.failure_message) == ("failed", payments.NOT_STARTED_MESSAGE)
     [message] = emails_of(outbox, "payment_failed")
-    assert services.NOT_STARTED_MESSAGE in message.body
+    assert payments.NOT_STARTED_MESSAGE in message.body
     assert "secret_key" not in message.body + message.alternatives[0][0]
     assert payment.events.get(to_status="failed").note == detail  # staff still see why

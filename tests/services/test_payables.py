@@ -13,6 +13,7 @@ from django_paygate.exceptions import (
     ConfigurationError,
     InvalidAmount,
     PayableChanged,
+    PaymentDeclined,
 )
 from django_paygate.models import get_payment_model
 from django_paygate.payables import Payable, payment_covers, problems
@@ -92,7 +93,7 @@ def test_creating_again_returns_the_open_payment(
 @pytest.mark.django_db
 def test_a_declined_payment_is_still_the_open_one(order: Order, buyer: Any) -> None:
     first = services.create_payment(payable=order, user=buyer)
-    with pytest.raises(services.PaymentDeclined):
+    with pytest.raises(PaymentDeclined):
         services.confirm_payment(first, payment_method="4000000000000002")
     assert services.create_payment(payable=order, user=buyer).pk == first.pk
 

@@ -18,6 +18,8 @@ from django_paygate.exceptions import (
 )
 from django_paygate.models import Notification, PaymentEvent, Refund, get_payment_model
 from django_paygate.providers.dummy import CARD_SUCCEEDS
+from django_paygate.services import ledger
+from django_paygate.states import PaymentStatus
 from tests.conftest import count_data_statements, pinned
 from tests.factories import PaymentFactory, UserFactory
 
@@ -225,8 +227,8 @@ def test_rolled_back_transaction_sends_no_post_commit_signal(dummy, signal_spy):
 
     def change_then_fail() -> None:
         with transaction.atomic():
-            locked = services.lock_payment(payment.pk)
-            services._apply_payment(locked, result, source="api")
+            locked = ledger.lock_payment(payment.pk)
+            ledger.apply_payment(locked, result, ledger.API)
             raise RuntimeError("the host's code failed after the change")
 
     with pytest.raises(RuntimeError):
@@ -343,15 +345,15 @@ def test_a_stale_event_does_not_overwrite_provider_references(dummy):
     from django_paygate.providers.base import ProviderPayment
 
     with tx.atomic():
-        locked = services.lock_payment(payment.pk)
+        locked = ledger.lock_payment(payment.pk)
         locked.provider_data = {"attempt": "captured-one"}
         locked.save(update_fields=["provider_data"])
         late = ProviderPayment(
             provider_payment_id=payment.provider_payment_id,
-            status=services.P.AUTHORIZED,
+            status=PaymentStatus.AUTHORIZED,
             provider_data={"attempt": "late-one"},
         )
-        assert services._apply_payment(locked, late, source="webhook") is False
+        assert ledger.apply_payment(locked, late, ledger.Origin("webhook")) is False
     payment.refresh_from_db()
     assert payment.provider_data == {"attempt": "captured-one"}
 

@@ -21,6 +21,7 @@ from django_paygate.exceptions import ProviderUnavailable
 from django_paygate.models import PaymentEvent, get_payment_model
 from django_paygate.providers.base import ProviderPayment
 from django_paygate.providers.dummy import CARD_SUCCEEDS
+from django_paygate.services import recovery
 from django_paygate.states import PaymentStatus
 
 Payment = get_payment_model()
@@ -95,15 +96,15 @@ def test_repeated_failures_flag_the_payment_once(
     break_fetch(dummy, monkeypatch, broken, adapter_bug)
 
     flags = []
-    for _ in range(services.SYNC_FAILURES_BEFORE_REVIEW + 1):
+    for _ in range(recovery.SYNC_FAILURES_BEFORE_REVIEW + 1):
         outcomes = list(services.sync_stuck_payments(older_than_seconds=0))
         flags += [o.flagged for o in outcomes if o.payment_id == broken.pk]
 
-    assert flags == [False] * (services.SYNC_FAILURES_BEFORE_REVIEW - 1) + [True, False]
+    assert flags == [False] * (recovery.SYNC_FAILURES_BEFORE_REVIEW - 1) + [True, False]
     broken = reloaded(broken)
     assert broken.needs_review
     assert broken.review_code == "sync_failing"
-    assert f"sync failed {services.SYNC_FAILURES_BEFORE_REVIEW} times" in broken.review_reason
+    assert f"sync failed {recovery.SYNC_FAILURES_BEFORE_REVIEW} times" in broken.review_reason
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ from django.template import Context, Template
 from django.test import Client, RequestFactory
 
 from django_paygate import services
+from django_paygate.exceptions import PaymentDeclined
 from django_paygate.providers.dummy import CARD_DECLINED, CARD_SUCCEEDS
 from tests.factories import UserFactory
 from tests.testapp.models import Order
@@ -58,7 +59,7 @@ def test_nobody_else_gets_it(payment: Any, who: str) -> None:
 
 def test_return_goes_to_the_payables_success_or_failure_url(owner: Any, payment: Any) -> None:
     client = client_for(owner)
-    with pytest.raises(services.PaymentDeclined):
+    with pytest.raises(PaymentDeclined):
         services.confirm_payment(payment, payment_method=CARD_DECLINED)
     failed = client.get(f"/api/payments/checkout/{payment.pk}/return/")
     assert failed["Location"] == f"/orders/{payment.payable.pk}/failed/"

@@ -50,7 +50,7 @@ def test_a_failed_event_is_taken_again(dummy: Any, monkeypatch: Any) -> None:
         raise RuntimeError("the database hiccuped")
 
     with monkeypatch.context() as patch:
-        patch.setattr(webhooks.services, "apply_event", boom)
+        patch.setattr(webhooks.ledger, "apply_event", boom)
         assert deliver(delivery).outcome == webhooks.FAILED
     assert WebhookEvent.objects.get().status == "failed"
 

@@ -18,6 +18,7 @@ from django.core.servers.basehttp import WSGIServer
 from pytest_django.live_server_helper import LiveServer
 
 from django_paygate.models import PaymentEvent, Refund, WebhookEvent, get_payment_model
+from django_paygate.services import ledger
 from tests.factories import PaymentFactory
 from tests.webhooks.events import Delivery, payment_event, refund_event, url
 
@@ -153,12 +154,12 @@ def test_prune_leaves_an_old_failed_event_that_a_retry_is_applying(dummy, monkey
     from django.db import connection
     from django.utils import timezone
 
-    from django_paygate import services, webhooks
+    from django_paygate import webhooks
     from django_paygate.signals import payment_status_changed
 
     payment = PaymentFactory(status="pending")
     body, headers = payment_event(dummy, payment, "succeeded")
-    monkeypatch.setattr(services, "apply_event", _raise)
+    monkeypatch.setattr(ledger, "apply_event", _raise)
     assert webhooks.receive_webhook("dummy", body, headers).status_code == 500
     monkeypatch.undo()
     WebhookEvent.objects.update(received_at=timezone.now() - timedelta(days=40))

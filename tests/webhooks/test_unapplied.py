@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from django_paygate import services, webhooks
+from django_paygate import webhooks
 from django_paygate.exceptions import InvalidTransition
 from django_paygate.models import PaymentEvent, WebhookEvent, get_payment_model
+from django_paygate.services import ledger
 from tests.factories import PaymentFactory
 from tests.webhooks.events import payment_event, post
 
@@ -26,7 +27,7 @@ def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
         payment.status = "canceled"  # a partial change, rolled back with the transaction
         raise InvalidTransition("A refunded payment cannot become partially_refunded.")
 
-    monkeypatch.setattr(services, "apply_event", refuse)
+    monkeypatch.setattr(ledger, "apply_event", refuse)
 
 
 def test_a_refused_event_is_stored_failed_flagged_and_answered_200(

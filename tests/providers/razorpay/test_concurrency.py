@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_paygate import services
 from django_paygate.exceptions import PaymentInProgress, ProviderUnavailable
 from django_paygate.models import get_payment_model
+from django_paygate.services import payments
 from tests.testapp.models import Order
 
 from .conftest import FakeRazorpay, paygate_setting
@@ -135,8 +136,8 @@ def test_the_customer_opening_the_checkout_again_while_sync_runs(
 def test_a_claim_left_by_a_crashed_caller_expires(fake: FakeRazorpay, user: Any) -> None:
     payment = _stranded(fake, user)
     # A caller claimed the creation and died before asking Razorpay.
-    assert services._claim_creation(payment)
-    assert not services._claim_creation(payment)
+    assert payments._claim_creation(payment)
+    assert not payments._claim_creation(payment)
     with pytest.raises(PaymentInProgress):
         services.confirm_payment(payment, razorpay_order_id="order_x")
     assert services.sync_payment(payment).provider_payment_id is None  # left to the claimant

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django_paygate import services
 from django_paygate.exceptions import ProviderUnavailable
 from django_paygate.models import PaymentEvent, Refund
+from django_paygate.services import ledger
 from django_paygate.testing.contract import REFUND_SUCCEEDED
 from django_paygate.testing.webhooks import post_webhook
 
@@ -117,7 +118,7 @@ def test_the_kit_catches_an_adapter_that_does_not_echo_our_refund_id(
         query = Q(provider_refund_id=result.provider_refund_id)
         return Refund.objects.filter(query, payment=payment).first()
 
-    monkeypatch.setattr(services, "_find_refund", by_ids_only)
+    monkeypatch.setattr(ledger, "_find_refund", by_ids_only)
     case = test_contract.TestAcmePayContract()
     case.fake = acme_api
     with pytest.raises(IntegrityError):
