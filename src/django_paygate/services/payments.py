@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -131,139 +131,117 @@ def create_payment(
     be reached: the payment then exists, ``pending``, and ``sync_payment``
     finishes the job with the same idempotency key.
     """
+    asked = _Asked(
+        backend=get_provider(provider),
+        owner=user_or_none(user),
+        metadata=_clean_metadata(metadata),
+        capture=capture,
+        idempotency_key=_checked_key(idempotency_key),
+    )
     if payable is not None:
         if amount is not None or currency is not None or email or description:
             raise TypeError(
                 "create_payment(payable=...) takes the amount, currency, email and "
                 "description from the payable: do not pass them too."
             )
-        return _create_for_payable(
-            payable,
-            customer_amount=customer_amount,
-            provider=provider,
-            user=user,
-            metadata=metadata,
-            capture=capture,
-            idempotency_key=idempotency_key,
-        )
+        return _create_for_payable(payable, asked, customer_amount=customer_amount)
     if customer_amount is not None:
         raise TypeError("customer_amount is for a payable that accepts one.")
     if amount is None or currency is None:
         raise TypeError("create_payment() needs payable=, or amount= and currency=.")
-    return _create_direct(
-        amount=amount,
-        currency=currency,
-        provider=provider,
-        owner=user_or_none(user),
-        email=email,
-        description=description,
-        metadata=metadata,
-        capture=capture,
-        idempotency_key=idempotency_key,
-    )
-
-
-def _create_direct(
-    *,
-    amount: int,
-    currency: str,
-    provider: str | None,
-    owner: Any,
-    email: str,
-    description: str,
-    metadata: Mapping[str, Any] | None,
-    capture: bool,
-    idempotency_key: str | None,
-) -> AnyPayment:
-    """Create a payment priced by the caller (no payable)."""
     currency = money.normalize_currency(currency)
     amount = money.validate_minor(amount, currency)
-    backend = get_provider(provider)
-    backend.validate_amount(amount, currency)
-    metadata = _clean_metadata(metadata)
-    _check_idempotency_key(idempotency_key)
-    fingerprint = (
-        _fingerprint(
-            amount=amount,
-            currency=currency,
-            provider=backend.alias,
-            user=owner.pk if owner else None,
-            email=email,
-            description=description,
-            metadata=metadata,
-            capture=capture,
-        )
-        if idempotency_key
-        else ""
-    )
-    known = _known(idempotency_key)
+    asked.backend.validate_amount(amount, currency)
+    price: dict[str, Any] = {
+        "amount": amount,
+        "currency": currency,
+        "email": email,
+        "description": description,
+    }
+    asked = asked.keyed(**price)
+    known = _known(asked)
     if known is not None:
-        return _replay(known, fingerprint, backend)
+        return known
     try:
         with transaction.atomic():
-            payment = _insert_payment(
-                backend,
-                amount=amount,
-                currency=currency,
-                owner=owner,
-                email=email,
-                description=description,
-                metadata=metadata,
-                capture=capture,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
+            payment = _insert_payment(asked, **price)
     except IntegrityError:
-        known = _known(idempotency_key)
+        known = _known(asked)  # the same request, racing this one
         if known is None:
             raise
-        return _replay(known, fingerprint, backend)  # the same request, racing this one
-    return open_at_provider(payment, backend, claimed=True)
+        return known
+    return open_at_provider(payment, asked.backend, claimed=True)
 
 
-def _known(idempotency_key: str | None) -> AnyPayment | None:
-    """The payment created earlier with ``idempotency_key``, if any."""
-    if not idempotency_key:
+@dataclass(frozen=True)
+class _Asked:
+    """What a caller of :func:`create_payment` asked for, checked, besides the price."""
+
+    backend: BaseProvider
+    owner: Any
+    metadata: dict[str, Any]
+    capture: bool
+    idempotency_key: str | None
+    #: The request's digest, stored with its key: a replay must be the same request.
+    fingerprint: str = ""
+
+    @property
+    def capture_method(self) -> str:
+        return "automatic" if self.capture else "manual"
+
+    def keyed(self, **request: Any) -> _Asked:
+        """This request with its fingerprint (over ``request`` too), when it has a key."""
+        if not self.idempotency_key:
+            return self
+        owner = self.owner.pk if self.owner else None
+        digest = _fingerprint(
+            **request,
+            provider=self.backend.alias,
+            user=owner,
+            metadata=self.metadata,
+            capture=self.capture,
+        )
+        return replace(self, fingerprint=digest)
+
+
+def _known(asked: _Asked) -> AnyPayment | None:
+    """The payment made earlier for this request's key, replayed; or ``None``.
+
+    Raises :class:`IdempotencyConflict` when the key was used with other parameters.
+    """
+    if not asked.idempotency_key:
         return None
-    return get_payment_model().objects.filter(idempotency_key=idempotency_key).first()
+    earlier = get_payment_model().objects.filter(idempotency_key=asked.idempotency_key).first()
+    return None if earlier is None else _replay(earlier, asked.fingerprint, asked.backend)
 
 
-def _check_idempotency_key(idempotency_key: str | None) -> None:
+def _checked_key(idempotency_key: str | None) -> str | None:
     if idempotency_key is not None and not (
         isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255
     ):
         raise InvalidAmount("idempotency_key must be a string of 1 to 255 characters.")
+    return idempotency_key
 
 
 def _insert_payment(
-    backend: BaseProvider,
-    *,
-    amount: int,
-    currency: str,
-    owner: Any,
-    email: str,
-    description: str,
-    metadata: dict[str, Any],
-    capture: bool,
-    idempotency_key: str | None,
-    fingerprint: str,
-    **link: Any,
+    asked: _Asked, *, amount: int, currency: str, email: str, description: str, **link: Any
 ) -> AnyPayment:
     """Write a new payment row and its "created" audit row (inside the caller's transaction).
 
     The row carries the creation claim: its creator goes on to open it at the provider.
     """
+    owner = asked.owner
     payment = get_payment_model().objects.create(
-        provider=backend.alias,
+        provider=asked.backend.alias,
         amount=amount,
         currency=currency,
         user=owner,
         email=email or (getattr(owner, "email", "") or ""),
         description=description[:1000],
-        metadata=metadata,
-        capture_method="automatic" if capture else "manual",
-        idempotency_key=idempotency_key or None,
-        request_fingerprint=fingerprint,
+        metadata=asked.metadata,
+        capture_method=asked.capture_method,
+        idempotency_key=asked.idempotency_key or None,
+        request_fingerprint=asked.fingerprint,
         creating_until=_creation_claim(),
         **link,
     )
@@ -285,16 +263,7 @@ def payments_for(payable: Any) -> QuerySet[Any]:
     )
 
 
-def _create_for_payable(
-    payable: Any,
-    *,
-    customer_amount: int | None,
-    provider: str | None,
-    user: UserLike,
-    metadata: Mapping[str, Any] | None,
-    capture: bool,
-    idempotency_key: str | None,
-) -> AnyPayment:
+def _create_for_payable(payable: Any, asked: _Asked, *, customer_amount: int | None) -> AnyPayment:
     """Create (or return the open) payment for ``payable``, priced by the payable.
 
     The payable's row is locked while its payments are looked at and the new
@@ -305,47 +274,27 @@ def _create_for_payable(
     from django_paygate import payables
 
     payables.payable_name(payable)  # registered, or ConfigurationError
-    backend = get_provider(provider)
-    owner = user_or_none(user)
-    extra = _clean_metadata(metadata)
-    _check_idempotency_key(idempotency_key)
-    model = type(payable)
     content_type = ContentType.objects.get_for_model(payable, for_concrete_model=False)
-    fingerprint = _fingerprint(
-        payable=f"{content_type.pk}:{payable.pk}",
-        customer_amount=customer_amount,
-        provider=backend.alias,
-        user=owner.pk if owner else None,
-        metadata=extra,
-        capture=capture,
-    )
-    known = _known(idempotency_key)
+    asked = asked.keyed(payable=f"{content_type.pk}:{payable.pk}", customer_amount=customer_amount)
+    known = _known(asked)
     if known is not None:
-        return _replay(known, fingerprint, backend)
+        return known
     with transaction.atomic():
         # The host's row, locked: its price is read under the lock, and a second
         # create for it waits here until the first one's payment is committed.
-        current = model._default_manager.select_for_update().get(pk=payable.pk)
+        current = type(payable)._default_manager.select_for_update().get(pk=payable.pk)
         # The same request again, which waited for the first one's lock: replayed as it is.
-        keyed = _known(idempotency_key)
-        if keyed is None:
+        known = _known(asked)
+        if known is None:
             open_payment, payment = _open_or_insert(
-                current,
-                backend,
-                customer_amount=customer_amount,
-                owner=owner,
-                extra=extra,
-                capture=capture,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                content_type=content_type,
+                current, asked, customer_amount=customer_amount, content_type=content_type
             )
-    if keyed is not None:
-        return _replay(keyed, fingerprint, backend)
+    if known is not None:
+        return known
     if open_payment is not None:
-        return _reopen(open_payment, backend)
+        return _reopen(open_payment, asked.backend)
     assert payment is not None
-    return open_at_provider(payment, backend, claimed=True)
+    return open_at_provider(payment, asked.backend, claimed=True)
 
 
 def _reopen(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
@@ -360,22 +309,13 @@ def _reopen(payment: AnyPayment, backend: BaseProvider) -> AnyPayment:
 
 
 def _open_or_insert(
-    current: Any,
-    backend: BaseProvider,
-    *,
-    customer_amount: int | None,
-    owner: Any,
-    extra: dict[str, Any],
-    capture: bool,
-    idempotency_key: str | None,
-    fingerprint: str,
-    content_type: Any,
+    current: Any, asked: _Asked, *, customer_amount: int | None, content_type: Any
 ) -> tuple[AnyPayment | None, AnyPayment | None]:
     """Under the payable's lock: ``(its open payment, None)``, or ``(None, a new payment)``."""
     from django_paygate import payables
 
     terms = payables.terms(current, customer_amount=customer_amount)
-    backend.validate_amount(terms.amount, terms.currency)
+    asked.backend.validate_amount(terms.amount, terms.currency)
     linked = payments_for(current)
     paid = [p for p in linked.filter(status__in=PAID_STATUSES) if payables.payment_covers(p)]
     if paid:
@@ -385,33 +325,28 @@ def _open_or_insert(
             status__in=_OPEN_FOR_PAYABLE,
             amount=terms.amount,
             currency=terms.currency,
-            provider=backend.alias,
-            capture_method="automatic" if capture else "manual",
-            user=owner,
+            provider=asked.backend.alias,
+            capture_method=asked.capture_method,
+            user=asked.owner,
         )
         .order_by("-created_at")
         .first()
     )
-    if open_payment is None:
-        meta = {**terms.metadata, **extra}
-        if customer_amount is not None:
-            meta[payables.CUSTOMER_AMOUNT_KEY] = True
-        payment = _insert_payment(
-            backend,
-            amount=terms.amount,
-            currency=terms.currency,
-            owner=owner,
-            email=terms.email,
-            description=terms.description,
-            metadata=_clean_metadata(meta),
-            capture=capture,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            payable_type=content_type,
-            payable_id=str(current.pk),
-        )
-        return None, payment
-    return open_payment, None
+    if open_payment is not None:
+        return open_payment, None
+    meta = {**terms.metadata, **asked.metadata}
+    if customer_amount is not None:
+        meta[payables.CUSTOMER_AMOUNT_KEY] = True
+    payment = _insert_payment(
+        replace(asked, metadata=_clean_metadata(meta)),
+        amount=terms.amount,
+        currency=terms.currency,
+        email=terms.email,
+        description=terms.description,
+        payable_type=content_type,
+        payable_id=str(current.pk),
+    )
+    return None, payment
 
 
 def check_payable(payment: AbstractPayment) -> None:
