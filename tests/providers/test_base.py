@@ -291,7 +291,12 @@ def test_a_declared_check_takes_the_place_of_the_common_one() -> None:
     assert WholeSeconds("x").options["timeout"] == 20
     with pytest.raises(ConfigurationError, match=r"\['timeout'\] must be an int from 1 to 60\."):
         WholeSeconds("x", timeout=2.5)
-    assert set(COMMON_OPTION_CHECKS) == {"webhook_secret", "timeout", "api_base"}
+    assert set(COMMON_OPTION_CHECKS) == {
+        "webhook_secret",
+        "timeout",
+        "api_base",
+        "webhook_tolerance",
+    }
 
 
 class Paired(BaseProvider):

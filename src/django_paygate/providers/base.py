@@ -166,6 +166,11 @@ def integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def dicts(value: Any) -> list[dict[str, Any]]:
+    """The dicts in ``value`` if it is a list (a provider's list of objects), else []."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def header(headers: Mapping[str, str], name: str) -> str:
     """The header ``name`` (any case) as a string, or ""."""
     value: Any = headers.get(name)
@@ -278,6 +283,9 @@ COMMON_OPTION_CHECKS: Mapping[str, OptionCheck] = {
     "webhook_secret": is_secrets,
     "timeout": is_timeout,
     "api_base": is_optional(is_api_base),
+    # Seconds a signed timestamp may be off, either way: beyond an hour a captured
+    # delivery could be replayed for that long.
+    "webhook_tolerance": is_int(1, 3600),
 }
 
 
@@ -484,6 +492,17 @@ class BaseProvider:
                 f"Unexpected confirmation field {unknown[0]!r}.", provider=self.alias
             )
 
+    def linked_id(
+        self, payment: AbstractPayment, what: str, pattern: re.Pattern[str] | None = None
+    ) -> str:
+        """``payment.provider_payment_id`` (when it matches ``pattern``, if given), else a
+        :class:`ProviderError`: the payment has no ``what`` at the provider yet. Leave it
+        alone."""
+        linked = payment.provider_payment_id or ""
+        if not linked or (pattern is not None and not pattern.fullmatch(linked)):
+            raise ProviderError(f"This payment has no {self.name} {what} yet.", provider=self.alias)
+        return str(linked)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"
 
@@ -590,10 +609,31 @@ class BaseProvider:
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider.
 
-        Must be implemented (:func:`verify_timestamped_hmac` does it for a
-        Stripe-style ``t=…,v1=…`` header).
+        Must be implemented (:meth:`verify_timestamped_signature` does it for a
+        Stripe-style ``t=…,v1=…`` header, :meth:`verify_body_signature` for a header
+        holding the hex HMAC of the body).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement verify_webhook().")
+
+    def verify_timestamped_signature(
+        self, body: bytes, headers: Mapping[str, str], name: str
+    ) -> None:
+        """:func:`verify_timestamped_hmac` of the header ``name`` with :meth:`webhook_secrets`
+        and the ``webhook_tolerance`` option (300 seconds without one). Leave it alone."""
+        verify_timestamped_hmac(
+            header(headers, name),
+            body,
+            self.webhook_secrets(),
+            tolerance=int(self.options.get("webhook_tolerance") or 300),
+            provider=self.alias,
+            name=name,
+        )
+
+    def verify_body_signature(self, body: bytes, headers: Mapping[str, str], name: str) -> None:
+        """:func:`verify_body_hmac` of the header ``name`` with :meth:`webhook_secrets`.
+        Leave it alone."""
+        signature = header(headers, name)
+        verify_body_hmac(signature, body, self.webhook_secrets(), provider=self.alias, name=name)
 
     def redact_webhook_payload(self, payload: str) -> str:
         """The verified body as it may be stored in the inbox.
@@ -785,6 +825,19 @@ def provider_amount(
     raise error
 
 
+def check_three_decimals(amount: int, currency: str, *, provider: str) -> None:
+    """Refuse a three-decimal ``amount`` (KWD, BHD, ...) whose last digit is not 0, for a
+    provider that charges those currencies in tens of minor units (Stripe and Razorpay
+    do): an :class:`InvalidAmount` naming the two nearest amounts it can charge."""
+    if money.exponent(currency) == 3 and amount % 10:
+        low = amount - amount % 10
+        raise InvalidAmount(
+            f"{provider} requires {currency} amounts to end in 0 (the third decimal): "
+            f"{money.format_money(amount, currency)} cannot be charged; round it to "
+            f"{money.format_money(low, currency)} or {money.format_money(low + 10, currency)}."
+        )
+
+
 # Helpers for adapters: our ids in untrusted text, provider timestamps, body signatures
 # ---------------------------------------------------------------------------
 
@@ -803,13 +856,13 @@ def our_uuid(value: Any) -> str | None:
 
 
 def unix_time(value: Any) -> datetime | None:
-    """The UTC time of a provider's Unix timestamp; ``None`` for 0, a non-int, or a value
-    no datetime holds."""
+    """The UTC time of a provider's Unix timestamp; ``None`` for 0 or less, a non-int, or
+    a value no datetime holds."""
     from datetime import timezone
 
-    seconds = integer(value)
+    seconds = integer(value) or 0
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds > 0 else None
     except (OverflowError, OSError, ValueError):
         return None
 
