@@ -12,7 +12,6 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,8 +40,9 @@ from django_paygate.providers.base import (
     ProviderPayment,
     ProviderRefund,
     RedactingLogFilter,
+    check_three_decimals,
     decode_json_body,
-    header,
+    dicts,
     integer,
     is_int,
     is_string,
@@ -52,7 +52,7 @@ from django_paygate.providers.base import (
     read_answer,
     redact_logger,
     text,
-    verify_timestamped_hmac,
+    unix_time,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
@@ -84,10 +84,8 @@ STRIPE_UNSUPPORTED = frozenset(
 #: Card payments accept at most 12 digits of Stripe minor units.
 STRIPE_MAX_API_AMOUNT = 999_999_999_999
 
-#: Minimum charge per currency, in major units as Stripe publishes them. Stripe
-#: also requires converted charges to meet the minimum of the settlement
-#: currency, which only Stripe can check. Subclass and override
-#: ``minimum_amounts`` to change the table.
+#: Minimum charge per currency, in major units as Stripe publishes them (only Stripe can
+#: check the settlement currency's minimum after conversion).
 _MINIMUMS_MAJOR = {
     "USD": "0.50", "AED": "2.00", "ARS": "0.50", "AUD": "0.50", "BRL": "0.50",
     "CAD": "0.50", "CHF": "0.50", "COP": "0.50", "CZK": "15.00", "DKK": "2.50",
@@ -117,13 +115,7 @@ def api_exponent(currency: str) -> int:
 def to_stripe_amount(amount: int, currency: str) -> int:
     """Our minor units -> Stripe's, or :class:`InvalidAmount` if Stripe cannot express it."""
     api = money.to_api_units(amount, currency, api_exponent(currency), provider="Stripe")
-    if currency in STRIPE_THREE_DECIMAL and api % 10:
-        raise InvalidAmount(
-            f"Stripe requires {currency} amounts to end in 0 (the third decimal): "
-            f"{money.format_money(amount, currency)} cannot be charged; round it to "
-            f"{money.format_money(amount - amount % 10, currency)} or "
-            f"{money.format_money(amount - amount % 10 + 10, currency)}."
-        )
+    check_three_decimals(amount, currency, provider="Stripe")
     if api > STRIPE_MAX_API_AMOUNT:
         raise InvalidAmount(f"{money.format_money(amount, currency)} is above Stripe's maximum.")
     return api
@@ -160,11 +152,8 @@ def redact(message: str) -> str:
     return message
 
 
-#: The filter on the ``stripe`` logger, with :func:`redact`: the SDK logs every response
-#: body at DEBUG level (a PaymentIntent's holds its ``client_secret``), and its error log
-#: repeats Stripe's message, which can echo a (masked) API key.
+#: The filter each provider puts on the ``stripe`` logger, with :func:`redact`.
 RedactingFilter = RedactingLogFilter
-redact_logger("stripe", redact)
 
 # -- Mapping tables ------------------------------------------------------------------
 
@@ -234,14 +223,15 @@ def _currency(obj: Mapping[str, Any]) -> str:
     return currency
 
 
-def _captured(intent: Mapping[str, Any], currency: str, fallback: int) -> int:
+def _captured(intent: Mapping[str, Any], currency: str) -> int | None:
     """What a succeeded PaymentIntent captured: its ``amount_received``, else its charge's
-    ``amount_captured``, else ``fallback`` (some test servers send neither)."""
+    ``amount_captured``; ``None`` if neither says (some test servers), which the core reads
+    as the amount it asked to capture."""
     charge = mapping(intent.get("latest_charge"))
     for api in (intent.get("amount_received"), charge.get("amount_captured")):
         if isinstance(api, int) and api > 0:
             return from_stripe_amount(api, currency)
-    return fallback
+    return None
 
 
 def _uncaptured(charge: Mapping[str, Any]) -> bool:
@@ -340,8 +330,6 @@ class StripeProvider(BaseProvider):
         "secret_key": is_string(required=True, prefixes=("sk_", "rk_")),
         "publishable_key": is_string(),
         "max_network_retries": is_int(0, 10),
-        # Beyond an hour a captured delivery could be replayed for that long.
-        "webhook_tolerance": is_int(1, 3600),
     }
     confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
     required_options = ("secret_key",)
@@ -353,6 +341,8 @@ class StripeProvider(BaseProvider):
         super().__init__(alias, **options)
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
+        # The SDK logs every response body at DEBUG level (a PaymentIntent's holds its
+        # client_secret), and its error log repeats Stripe's message (a masked key).
         redact_logger("stripe", redact)
 
     def check_options(self) -> None:
@@ -404,13 +394,11 @@ class StripeProvider(BaseProvider):
         answer = self.call(operation, fn, *args, **kw)
         return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
 
-    def _on_intent(
-        self, action: str, pid: str, key: str, hint: int | None = None, **params: Any
-    ) -> ProviderPayment:
+    def _on_intent(self, action: str, pid: str, key: str, **params: Any) -> ProviderPayment:
         """POST ``action`` (confirm, capture, cancel) on the PaymentIntent ``pid``."""
         fn = getattr(self.client.v1.payment_intents, action)
         intent = self._api(f"{action} PaymentIntent", fn, pid, key=key, params=params)
-        return read_answer(self, self.payment_from_intent, intent, captured_hint=hint)
+        return read_answer(self, self.payment_from_intent, intent)
 
     def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
         if stripe is None or not isinstance(exc, stripe.StripeError):
@@ -440,11 +428,7 @@ class StripeProvider(BaseProvider):
     # -- outbound calls -----------------------------------------------------------
 
     def _intent_id(self, payment: AbstractPayment) -> str:
-        if not payment.provider_payment_id:
-            raise ProviderError(
-                "This payment has no Stripe PaymentIntent yet.", provider=self.alias
-            )
-        return str(payment.provider_payment_id)
+        return self.linked_id(payment, "PaymentIntent")
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         o, metadata = self.options, self._forwarded_metadata(payment)
@@ -520,9 +504,7 @@ class StripeProvider(BaseProvider):
     ) -> ProviderPayment:
         api_amount = provider_amount(self, to_stripe_amount, amount, payment.currency)
         pid = self._intent_id(payment)
-        return self._on_intent(
-            "capture", pid, idempotency_key, amount, amount_to_capture=api_amount
-        )
+        return self._on_intent("capture", pid, idempotency_key, amount_to_capture=api_amount)
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         return self._on_intent("cancel", self._intent_id(payment), idempotency_key)
@@ -579,35 +561,24 @@ class StripeProvider(BaseProvider):
 
     # -- Stripe objects -> neutral results ------------------------------------------
 
-    def payment_from_intent(
-        self, intent: Mapping[str, Any], *, captured_hint: int | None = None
-    ) -> ProviderPayment:
-        """A PaymentIntent (as a dict) in our terms.
-
-        ``captured_hint`` is the amount just captured, used when neither the
-        PaymentIntent (``amount_received``) nor its charge (``amount_captured``)
-        says how much was captured, as with some test servers.
-        """
+    def payment_from_intent(self, intent: Mapping[str, Any]) -> ProviderPayment:
+        """A PaymentIntent (as a dict) in our terms."""
         currency, stripe_status = _currency(intent), text(intent.get("status"))
         status = INTENT_STATUSES.get(stripe_status)
         error = mapping(intent.get("last_payment_error"))
         failed = stripe_status == "requires_payment_method" and bool(error)
-        amount = from_stripe_amount(intent.get("amount"), currency)
-        hint = amount if captured_hint is None else captured_hint
+        code = text(error.get("decline_code")) or text(error.get("code"))
+        action = mapping(intent.get("next_action")) or None
         charge_id = _id_of(intent.get("latest_charge"))
         return ProviderPayment(
             provider_payment_id=text(intent.get("id")) or None,
             status=P.FAILED if failed else status,
-            amount=amount,
+            amount=from_stripe_amount(intent.get("amount"), currency),
             currency=currency,
-            amount_captured=_captured(intent, currency, hint) if status == P.SUCCEEDED else None,
-            failure_code=(text(error.get("decline_code")) or text(error.get("code")))
-            if failed
-            else "",
+            amount_captured=_captured(intent, currency) if status == P.SUCCEEDED else None,
+            failure_code=code if failed else "",
             failure_message=redact(text(error.get("message"))) if failed else "",
-            next_action=(mapping(intent.get("next_action")) or None)
-            if status == P.REQUIRES_ACTION
-            else None,
+            next_action=action if status == P.REQUIRES_ACTION else None,
             provider_data={"latest_charge": charge_id} if charge_id else {},
             our_payment_id=_metadata(intent, METADATA_PAYMENT_KEY),
         )
@@ -646,14 +617,7 @@ class StripeProvider(BaseProvider):
     # -- webhooks --------------------------------------------------------------------
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        verify_timestamped_hmac(
-            header(headers, SIGNATURE_HEADER),
-            body,
-            self.webhook_secrets(),
-            tolerance=int(self.options["webhook_tolerance"]),
-            provider=self.alias,
-            name=SIGNATURE_HEADER,
-        )
+        self.verify_timestamped_signature(body, headers, SIGNATURE_HEADER)
 
     def redact_webhook_payload(self, payload: str) -> str:
         """``payload`` as it may be stored: PaymentIntent events carry the intent's
@@ -665,8 +629,7 @@ class StripeProvider(BaseProvider):
         event = decode_json_body(body)
         if not isinstance(event, dict) or not text(event.get("id")):
             raise WebhookVerificationError("The Stripe event has no id.", provider=self.alias)
-        event_id, created = text(event.get("id")), integer(event.get("created")) or 0
-        when = datetime.fromtimestamp(created, tz=timezone.utc) if 0 < created < 2**37 else None
+        event_id, when = text(event.get("id")), unix_time(event.get("created"))
         base = ProviderEvent(event_id=event_id, type=text(event.get("type")), occurred_at=when)
         # Thin events carry no object (https://docs.stripe.com/event-destinations): ignored.
         obj = mapping(mapping(event.get("data")).get("object"))
@@ -722,8 +685,7 @@ class StripeProvider(BaseProvider):
     def _charge_refunded(
         self, base: ProviderEvent, charge: dict[str, Any], api_version: str, releases: bool
     ) -> ProviderEvent:
-        data = mapping(charge.get("refunds")).get("data")
-        refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        refunds = dicts(mapping(charge.get("refunds")).get("data"))
         released = 0
         if releases:
             released = _released(charge)
