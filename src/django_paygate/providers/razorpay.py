@@ -33,7 +33,9 @@ from django_paygate.providers.base import (
     all_pages,
     answer_logger,
     body_event_id,
+    check_three_decimals,
     decode_json_body,
+    dicts,
     fitted_key,
     header,
     hmac_sha256_hex,
@@ -50,7 +52,6 @@ from django_paygate.providers.base import (
     text,
     unix_time,
     unknown_outcome,
-    verify_body_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
@@ -139,8 +140,7 @@ def _notes(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 def _items(answer: Any) -> list[dict[str, Any]]:
     """The entities of a Razorpay collection (``{"entity": "collection", "items": [...]}``)."""
-    items = mapping(answer).get("items")
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    return dicts(mapping(answer).get("items"))
 
 
 def _entity(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -322,20 +322,12 @@ class RazorpayProvider(BaseProvider):
 
     def validate_amount(self, amount: int, currency: str) -> None:
         super().validate_amount(amount, currency)
-        if money.CURRENCY_EXPONENTS.get(currency) == 3 and amount % 10:
-            raise InvalidAmount(
-                f"Razorpay needs three-decimal amounts to end in 0: {amount} {currency} "
-                f"cannot be charged (use {amount - amount % 10} or {amount - amount % 10 + 10}).",
-                provider=self.alias,
-            )
+        check_three_decimals(amount, currency, provider=self.name)
 
     # -- orders ---------------------------------------------------------------
 
     def _order_id(self, payment: AbstractPayment) -> str:
-        order_id = payment.provider_payment_id or ""
-        if not _ORDER_ID.fullmatch(order_id):
-            raise ProviderError("This payment has no Razorpay order yet.", provider=self.alias)
-        return order_id
+        return self.linked_id(payment, "order", _ORDER_ID)
 
     def _find_order(self, payment: AbstractPayment) -> dict[str, Any] | None:
         """Our order for ``payment``, found by its receipt (a retried create must not make two)."""
@@ -352,7 +344,6 @@ class RazorpayProvider(BaseProvider):
         return min(ours or found, key=_created_at)
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        self.validate_amount(payment.amount, payment.currency)
         order = self._find_order(payment)
         if order is None:
             body: dict[str, Any] = {
@@ -498,16 +489,14 @@ class RazorpayProvider(BaseProvider):
         self, payment: AbstractPayment, order_id: str, *, want: PaymentStatus
     ) -> dict[str, Any]:
         """The Razorpay payment that counts: the one we stored, else the order's best one."""
+        usable = (want, P.SUCCEEDED)
         stored = stored_reference(payment, ATTEMPT_KEY)
         if _PAYMENT_ID.fullmatch(stored):
             entity = self._fetch(stored)
-            if entity.get("order_id") == order_id and _payment_status(entity) in (
-                want,
-                P.SUCCEEDED,
-            ):
+            if entity.get("order_id") == order_id and _payment_status(entity) in usable:
                 return entity
         chosen, _ = _choose(self._order_payments(order_id))
-        if chosen is None or _payment_status(chosen) not in (want, P.SUCCEEDED):
+        if chosen is None or _payment_status(chosen) not in usable:
             raise InvalidTransition(
                 f"Razorpay has no {want.value} payment on this order.", provider=self.alias
             )
@@ -577,10 +566,7 @@ class RazorpayProvider(BaseProvider):
     # -- webhooks -------------------------------------------------------------
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Check ``X-Razorpay-Signature`` over the raw body with each webhook secret."""
-        signature = header(headers, SIGNATURE_HEADER)
-        secrets = self.webhook_secrets()
-        verify_body_hmac(signature, body, secrets, provider=self.alias, name=SIGNATURE_HEADER)
+        self.verify_body_signature(body, headers, SIGNATURE_HEADER)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         event = decode_json_body(body)
