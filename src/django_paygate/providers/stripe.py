@@ -180,11 +180,8 @@ DISPUTE_EVENTS = frozenset(
 )
 #: From this API version on, refund.* events are sent for card refunds too.
 REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
-#: Before this API version, releasing an authorization created a Refund: the rest of a
-#: partial capture, or all of a canceled authorization. It was listed with the
-#: PaymentIntent's refunds, counted in the charge's ``amount_refunded`` and reported by
-#: ``charge.refunded`` and ``charge.refund.updated``, but no money went back to anyone
-#: (https://docs.stripe.com/changelog/basil/2025-03-31/remove-refund-from-partial-capture-and-payment-cancellation-flow).
+#: Before this API version, releasing an authorization (a partial capture's rest, a cancel)
+#: made a Refund through which no money went back (docs/providers/stripe.md, "Webhooks").
 RELEASES_WITHOUT_REFUND = "2025-03-31"
 #: The reason Stripe gives the Refund of an authorization that expired uncaptured.
 EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
@@ -217,10 +214,7 @@ def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
 
 def _currency(obj: Mapping[str, Any]) -> str:
     """The currency of a Stripe object, upper case; one we do not know is InvalidAmount."""
-    currency = text(obj.get("currency")).upper()
-    if currency not in money.CURRENCY_EXPONENTS:
-        raise InvalidAmount("Stripe sent an unknown currency.")
-    return currency
+    return money.normalize_currency(obj.get("currency"))
 
 
 def _captured(intent: Mapping[str, Any], currency: str) -> int | None:
@@ -251,13 +245,9 @@ def _released(charge: Mapping[str, Any]) -> int:
 
 
 def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -> set[str]:
-    """The ids of the refunds in ``refunds`` that only released ``charge``'s authorization.
-
-    Stripe made them before basil; they carry none of our metadata. Nothing
-    captured: every one of them. A partial capture: the first refund of exactly
-    the rest (it was made with the capture, before any refund could be), and any
-    refund of an authorization that expired.
-    """
+    """The ids of the refunds in ``refunds`` (none of ours) that only released ``charge``'s
+    authorization: all when nothing was captured, else an expiry's and the first of exactly
+    the rest (made with the capture, before any refund could be)."""
     theirs = [r for r in refunds if not _metadata(r, METADATA_REFUND_KEY)]
     released = {text(r.get("id")) for r in theirs if r.get("reason") == EXPIRED_UNCAPTURED}
     if _uncaptured(charge):
@@ -273,14 +263,9 @@ def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -
 
 
 def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
-    """Whether a refund event (rendered before basil) of a refund we did not make may only
-    report the release of an authorization, and so books nothing.
-
-    An expired authorization's refund says so. A partial capture's or a cancel's
-    is told apart by its charge, which ``charge.refunded`` carries (and a sync
-    reads); a succeeded refund in ``charge.refund.updated`` may be one, and a
-    refund made in the dashboard was reported by ``charge.refunded`` already.
-    """
+    """Whether a refund event (before basil) of a refund we did not make may only report a
+    release, and so books nothing: an expiry's, or a succeeded one in ``charge.refund.updated``
+    (only its charge tells; a Dashboard refund came with ``charge.refunded`` already)."""
     if refund.get("reason") == EXPIRED_UNCAPTURED:
         return True
     return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
@@ -401,7 +386,7 @@ class StripeProvider(BaseProvider):
         return read_answer(self, self.payment_from_intent, intent)
 
     def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
-        if stripe is None or not isinstance(exc, stripe.StripeError):
+        if not isinstance(exc, stripe.StripeError):
             return None
         err = mapping(mapping(exc.json_body).get("error"))
         code = text(err.get("code")) or text(getattr(exc, "code", None))
@@ -522,9 +507,7 @@ class StripeProvider(BaseProvider):
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         if not payment.provider_payment_id:
-            # Never linked: the services create it again with the same idempotency key,
-            # which returns the PaymentIntent Stripe may already have made (keys live at
-            # least 24 hours).
+            # Never linked: the services create it again with the same key (kept 24 hours).
             return ProviderPayment(provider_payment_id=None, status=None)
         pid = str(payment.provider_payment_id)
         # Before basil the charge tells which refunds only released the authorization.
@@ -620,9 +603,7 @@ class StripeProvider(BaseProvider):
         self.verify_timestamped_signature(body, headers, SIGNATURE_HEADER)
 
     def redact_webhook_payload(self, payload: str) -> str:
-        """``payload`` as it may be stored: PaymentIntent events carry the intent's
-        ``client_secret``, which must never be kept. The JSON stays valid and parses
-        to the same event (the adapter never reads ``client_secret`` from events)."""
+        """Without the ``client_secret`` PaymentIntent events carry (never read from them)."""
         return _CLIENT_SECRET_JSON.sub(r"\1[redacted]\2", payload)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
@@ -637,17 +618,15 @@ class StripeProvider(BaseProvider):
             return base
         livemode, mode = event.get("livemode"), self.livemode
         if event.get("account") or (isinstance(livemode, bool) and mode not in (None, livemode)):
-            # A connected account's object, or one of the other mode (a Connect endpoint
-            # also gets test events): never one of our PaymentIntents, whatever its
-            # metadata says.
+            # A connected account's object, or the other mode's (a Connect endpoint also
+            # gets test events): never one of ours, whatever its metadata says.
             logger.warning("Stripe event %s is not about this account and mode.", event_id)
             return base
         try:
             return self._event_update(base, obj, text(event.get("api_version")))
         except InvalidAmount as exc:
-            # Signed by Stripe, so not garbage: an object in a currency we never charge in
-            # (another integration on the account, an old charge) is not ours. Refusing it
-            # would have Stripe retry it for days and, in the end, disable the endpoint.
+            # A currency we never charge in (another integration, an old charge): not ours.
+            # Refused, Stripe would retry it for days, then disable the endpoint.
             logger.warning("Stripe event %s left unapplied: %s", event_id, exc)
             return base
 
@@ -707,7 +686,7 @@ class StripeProvider(BaseProvider):
     def _refunded_total(self, charge: Mapping[str, Any], released: int) -> ProviderPayment | None:
         """What a ``charge.refunded`` without a refunds list says: the total refunded
         (less what releasing the authorization counted in it before basil)."""
-        pid, currency = _id_of(charge.get("payment_intent")), text(charge.get("currency")).upper()
+        pid, currency = _id_of(charge.get("payment_intent")), _currency(charge)
         # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
         refunded = charge.get("amount_refunded")
         if released and isinstance(refunded, int):
