@@ -913,7 +913,9 @@ def all_pages(fetch_page: Callable[[int], list[_T]], size: int) -> list[_T]:
 
 def unknown_outcome(provider: BaseProvider, operation: str, detail: str) -> ProviderUnavailable:
     """The :class:`ProviderUnavailable` for a call whose outcome is unknown, in the style of
-    :meth:`BaseProvider.call`."""
+    :meth:`BaseProvider.call`; ``detail`` scrubbed of secrets, then cut short, as in
+    :meth:`BaseProvider.refused`."""
+    detail = provider.scrub(detail, mask="***")[:300]
     return ProviderUnavailable(
         f"{provider.name} {operation}: {detail}; the outcome is unknown.", provider=provider.alias
     )

@@ -185,6 +185,7 @@ def _payment(
     its failure and attempt id from ``attempt``, ``paid`` (the order's) if captured."""
     amount = integer(entity.get("amount"))
     failed = status == P.FAILED
+    kept = status in (P.AUTHORIZED, P.SUCCEEDED)  # the attempt a payment rests on
     return ProviderPayment(
         provider_payment_id=order_id or None,
         status=status,
@@ -193,9 +194,7 @@ def _payment(
         amount_captured=(paid or amount) if status == P.SUCCEEDED else None,
         failure_code=text(attempt.get("error_code")) if failed else "",
         failure_message=text(attempt.get("error_description")) if failed else "",
-        provider_data=(
-            _attempt(text(attempt.get("id"))) if status in (P.AUTHORIZED, P.SUCCEEDED) else {}
-        ),
+        provider_data=_attempt(text(attempt.get("id"))) if kept else {},
         our_payment_id=our_id,
         **extra,
     )
@@ -204,14 +203,13 @@ def _payment(
 def _refund(
     entity: Mapping[str, Any], order_id: str | None, status: RefundStatus | None = None
 ) -> ProviderRefund:
-    our_id = _notes(entity).get(NOTE_REFUND_ID)
     return ProviderRefund(
         provider_refund_id=text(entity.get("id")),
         status=REFUND_STATUSES.get(text(entity.get("status"))) or status or R.PENDING,
         amount=integer(entity.get("amount")) or 0,
         currency=text(entity.get("currency")),
         provider_payment_id=order_id,
-        our_refund_id=our_id if isinstance(our_id, str) else None,
+        our_refund_id=text(_notes(entity).get(NOTE_REFUND_ID)) or None,
         provider_data=_attempt(text(entity.get("payment_id"))),
     )
 
@@ -274,8 +272,7 @@ class RazorpayProvider(BaseProvider):
         self.client.set_app_details({"title": "django-paygate", "version": __version__})
 
     def check_options(self) -> None:
-        secrets = self.options["webhook_secret"]
-        if self.options["key_secret"] in ([secrets] if isinstance(secrets, str) else secrets):
+        if self.options["key_secret"] in self.webhook_secrets():
             raise self.option_error(
                 "webhook_secret",
                 "must not be the key secret: set the secret you chose for the webhook "
@@ -293,7 +290,7 @@ class RazorpayProvider(BaseProvider):
                 return ProviderIdempotencyError(refusal.message, provider=self.alias)
             return refusal
         if isinstance(exc, (GatewayError, ServerError)):
-            detail = self.scrub(str(exc)[:300], mask="***") or "no description"
+            detail = str(exc) or "no description"
             return unknown_outcome(self, operation, f"{type(exc).__name__}: {detail}")
         return None
 
