@@ -680,6 +680,13 @@ def signature_matches(candidates: Iterable[str], expected: Iterable[str]) -> boo
     return matched
 
 
+def hex_signature_matches(signature: str, expected: Iterable[str]) -> bool:
+    """:func:`signature_matches` for one hex signature; upper-case hex is accepted (the
+    same digest)."""
+    candidate = signature.lower() if signature.isascii() else signature
+    return signature_matches([candidate], expected)
+
+
 def verify_timestamped_hmac(
     header: str,
     body: bytes,
@@ -880,9 +887,8 @@ def verify_body_hmac(
         raise WebhookVerificationError(
             f"No webhook_secret is configured for {provider!r}.", provider=provider
         )
-    candidate = signature.lower() if signature.isascii() else signature
     expected = [hmac_sha256_hex(secret, bytes(body)) for secret in secrets]
-    if not signature_matches([candidate], expected):
+    if not hex_signature_matches(signature, expected):
         raise WebhookVerificationError(f"The {name} does not match the body.", provider=provider)
 
 

@@ -38,6 +38,7 @@ from django_paygate.providers.base import (
     dicts,
     fitted_key,
     header,
+    hex_signature_matches,
     hmac_sha256_hex,
     integer,
     is_api_base,
@@ -47,7 +48,6 @@ from django_paygate.providers.base import (
     is_string,
     mapping,
     our_uuid,
-    signature_matches,
     stored_reference,
     text,
     unix_time,
@@ -419,8 +419,7 @@ class RazorpayProvider(BaseProvider):
                 "The Checkout response is for another order.", provider=self.alias
             )
         digest = self.checkout_signature(order_id, payment_id)
-        candidate = signature.lower() if signature.isascii() else signature
-        if not _PAYMENT_ID.fullmatch(payment_id) or not signature_matches([candidate], [digest]):
+        if not _PAYMENT_ID.fullmatch(payment_id) or not hex_signature_matches(signature, [digest]):
             raise CheckoutVerificationError(
                 "The Checkout signature does not match this payment.", provider=self.alias
             )
@@ -600,15 +599,13 @@ class RazorpayProvider(BaseProvider):
             return self._dispute_event(base, dispute, order_id)
         if event_type in REFUND_EVENTS and refund and text(refund.get("id")):
             if pay and pay.get("captured") is False:
-                # Razorpay's auto-refund of an authorization nobody captured: the payment
-                # never went through; which attempt was released goes in provider_data
-                # (another one may still be authorized).
+                # Razorpay's auto-refund of an uncaptured authorization: that attempt (in
+                # provider_data; another may still be authorized) never went through.
                 released = _payment(order_id, P.CANCELED, {}, {}, our_id)
                 released = replace(released, provider_data=_attempt(text(pay.get("id"))))
                 return replace(base, payment=released)
-            return replace(
-                base, refund=_refund(refund, order_id or None, REFUND_EVENTS[event_type])
-            )
+            stated = REFUND_EVENTS[event_type]
+            return replace(base, refund=_refund(refund, order_id or None, stated))
         if event_type in PAYMENT_EVENTS and (pay or order):
             if event_type == "order.paid":
                 status: PaymentStatus | None = P.SUCCEEDED
@@ -624,9 +621,8 @@ class RazorpayProvider(BaseProvider):
         base: ProviderEvent, dispute: Mapping[str, Any], order_id: str
     ) -> ProviderEvent:
         dispute_id = text(dispute.get("id"))
-        status = DISPUTE_STATUSES.get(text(dispute.get("status"))) or DISPUTE_STATUSES.get(
-            base.type[len(DISPUTE_EVENT_PREFIX) :]
-        )
+        named = base.type.removeprefix(DISPUTE_EVENT_PREFIX)
+        status = DISPUTE_STATUSES.get(text(dispute.get("status"))) or DISPUTE_STATUSES.get(named)
         if status is None or not dispute_id:
             return base
         found = ProviderDispute(
