@@ -101,12 +101,8 @@ MINIMUM_AMOUNTS: Mapping[str, int] = {
 
 
 def api_exponent(currency: str) -> int:
-    """Decimal places of ``currency`` in Stripe's ``amount`` fields.
-
-    ISK and UGX became zero-decimal, but Stripe's API keeps them two-decimal with "00"
-    as the decimals (5 ISK is ``500``). HUF and TWD are zero-decimal for payouts only;
-    charges keep two decimals, as in ISO 4217.
-    """
+    """Decimal places of ``currency`` in Stripe's ``amount`` fields: ISK and UGX keep two,
+    written "00" (5 ISK is ``500``), and so do HUF and TWD (zero-decimal for payouts only)."""
     if currency in STRIPE_ZERO_DECIMAL:
         return 0
     return 3 if currency in STRIPE_THREE_DECIMAL else 2
