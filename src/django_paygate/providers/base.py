@@ -457,6 +457,21 @@ class BaseProvider:
             error = self._mapped(exc, operation)
         raise error
 
+    def call_for_object(
+        self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        """:meth:`call` of an SDK method that answers an object: a dict, or an object with
+        ``to_dict()`` (as the dict); any other answer is an unknown outcome. Leave it alone."""
+
+        def read() -> Any:
+            answer = fn(*args, **kwargs)
+            return answer.to_dict() if hasattr(answer, "to_dict") else answer
+
+        answer = self.call(operation, read)
+        if not isinstance(answer, dict):
+            raise unknown_outcome(self, operation, "an answer that is not an object")
+        return answer
+
     def _mapped(self, exc: Exception, operation: str) -> PaygateError:
         what = f"{self.name} {operation}"
         if isinstance(exc, TransportFailure):

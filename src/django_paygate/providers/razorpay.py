@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -294,24 +294,18 @@ class RazorpayProvider(BaseProvider):
             return unknown_outcome(self, operation, f"{type(exc).__name__}: {detail}")
         return None
 
-    def _api(self, operation: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
-        """One SDK call through :meth:`call`; an answer that is not an object is unknown."""
-        answer = self.call(operation, fn, *args, **kw)
-        if not isinstance(answer, dict):
-            raise unknown_outcome(self, operation, "an answer that is not an object")
-        return answer
-
     def _fetch(self, payment_id: str) -> dict[str, Any]:
-        return self._api("payment fetch", self.client.payment.fetch, payment_id, {})
+        return self.call_for_object("payment fetch", self.client.payment.fetch, payment_id, {})
 
     def _order_payments(self, order_id: str) -> list[dict[str, Any]]:
-        return _items(self._api("order payments", self.client.order.payments, order_id, {}))
+        answer = self.call_for_object("order payments", self.client.order.payments, order_id, {})
+        return _items(answer)
 
     def _refunds(self, payment_id: str) -> list[dict[str, Any]]:
         def page(skip: int) -> list[dict[str, Any]]:
             query = {"count": _REFUND_PAGE, "skip": skip}
             fetch = self.client.payment.fetch_multiple_refund
-            return _items(self._api("refund list", fetch, payment_id, query))
+            return _items(self.call_for_object("refund list", fetch, payment_id, query))
 
         return all_pages(page, _REFUND_PAGE)
 
@@ -329,7 +323,7 @@ class RazorpayProvider(BaseProvider):
     def _find_order(self, payment: AbstractPayment) -> dict[str, Any] | None:
         """Our order for ``payment``, found by its receipt (a retried create must not make two)."""
         receipt = str(payment.pk)
-        answer = self._api("order lookup", self.client.order.all, {"receipt": receipt})
+        answer = self.call_for_object("order lookup", self.client.order.all, {"receipt": receipt})
         found = [
             order
             for order in _items(answer)
@@ -354,7 +348,7 @@ class RazorpayProvider(BaseProvider):
             capture = self._capture_settings(payment)
             if capture:
                 body["payment"] = capture
-            order = self._api("order create", self.client.order.create, body)
+            order = self.call_for_object("order create", self.client.order.create, body)
         elif order.get("amount") != payment.amount or order.get("currency") != payment.currency:
             raise ProviderIdempotencyError(
                 "A Razorpay order with this payment's receipt exists with another amount "
@@ -449,7 +443,7 @@ class RazorpayProvider(BaseProvider):
             )
         currency = {"currency": text(entity.get("currency")) or payment.currency}
         try:
-            captured = self._api(
+            captured = self.call_for_object(
                 "capture", self.client.payment.capture, payment_id, amount, currency
             )
         except ProviderError as exc:
@@ -553,7 +547,8 @@ class RazorpayProvider(BaseProvider):
         }
         key = {"X-Refund-Idempotency": refund_idempotency_key(idempotency_key)}
         payment_id = text(entity.get("id"))
-        answer = self._api("refund", self.client.payment.refund, payment_id, body, headers=key)
+        create = self.client.payment.refund
+        answer = self.call_for_object("refund", create, payment_id, body, headers=key)
         result = _refund(answer, order_id)
         if not result.provider_refund_id:
             raise ProviderUnavailable("Razorpay answered without a refund id.", provider=self.alias)

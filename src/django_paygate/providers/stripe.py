@@ -367,13 +367,11 @@ class StripeProvider(BaseProvider):
 
     def _api(
         self, operation: str, fn: Callable[..., Any], *args: Any, key: str = "", **kw: Any
-    ) -> Any:
-        """One SDK call through :meth:`call` (a POST with the idempotency key ``key``), its
-        answer as a dict."""
+    ) -> dict[str, Any]:
+        """One SDK call (a POST with the idempotency key ``key``), its answer as a dict."""
         if key:
             kw["options"] = {"idempotency_key": key}
-        answer = self.call(operation, fn, *args, **kw)
-        return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+        return self.call_for_object(operation, fn, *args, **kw)
 
     def _on_intent(self, action: str, pid: str, key: str, **params: Any) -> ProviderPayment:
         """POST ``action`` (confirm, capture, cancel) on the PaymentIntent ``pid``."""
