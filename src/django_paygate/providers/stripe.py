@@ -148,8 +148,11 @@ def redact(message: str) -> str:
     return message
 
 
-#: The filter each provider puts on the ``stripe`` logger, with :func:`redact`.
+#: The filter on the ``stripe`` logger, with :func:`redact`: the SDK logs every response
+#: body at DEBUG level (a PaymentIntent's holds its ``client_secret``), and its error log
+#: repeats Stripe's message, which can echo a (masked) API key.
 RedactingFilter = RedactingLogFilter
+redact_logger("stripe", redact)
 
 # -- Mapping tables ------------------------------------------------------------------
 
@@ -322,9 +325,7 @@ class StripeProvider(BaseProvider):
         super().__init__(alias, **options)
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
-        # The SDK logs every response body at DEBUG level (a PaymentIntent's holds its
-        # client_secret), and its error log repeats Stripe's message (a masked key).
-        redact_logger("stripe", redact)
+        redact_logger("stripe", redact)  # again, should the filter have been removed
 
     def check_options(self) -> None:
         secret, public = self.options["secret_key"], self.options["publishable_key"]
