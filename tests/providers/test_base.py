@@ -4,9 +4,11 @@ the readers of untrusted JSON."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -16,6 +18,7 @@ import responses
 from django_paygate import services
 from django_paygate.exceptions import (
     ConfigurationError,
+    InvalidAmount,
     NotSupported,
     PaygateError,
     PaymentDeclined,
@@ -291,7 +294,12 @@ def test_a_declared_check_takes_the_place_of_the_common_one() -> None:
     assert WholeSeconds("x").options["timeout"] == 20
     with pytest.raises(ConfigurationError, match=r"\['timeout'\] must be an int from 1 to 60\."):
         WholeSeconds("x", timeout=2.5)
-    assert set(COMMON_OPTION_CHECKS) == {"webhook_secret", "timeout", "api_base"}
+    assert set(COMMON_OPTION_CHECKS) == {
+        "webhook_secret",
+        "timeout",
+        "api_base",
+        "webhook_tolerance",
+    }
 
 
 class Paired(BaseProvider):
@@ -580,3 +588,125 @@ def test_header_finds_a_header_in_any_case() -> None:
     assert base.header(headers, "X-Missing") == ""
     assert base.header(headers, "x-count") == ""  # not a string: not read
     assert base.header({}, "Acme-Signature") == ""
+
+
+def test_dicts_reads_a_list_of_objects() -> None:
+    assert base.dicts([{"id": "re_1"}, "re_2", None, {"id": "re_3"}]) == [
+        {"id": "re_1"},
+        {"id": "re_3"},
+    ]
+    for value in ({"data": []}, "re_1", None, ({"id": "re_1"},)):
+        assert base.dicts(value) == []
+
+
+@pytest.mark.parametrize("value", [0, -1, -(2**40), "1700000000", True, 10**20])
+def test_unix_time_refuses_what_is_no_provider_timestamp(value: Any) -> None:
+    assert base.unix_time(value) is None
+
+
+def test_unix_time_reads_a_timestamp() -> None:
+    when = base.unix_time(1_700_000_000)
+    assert when is not None
+    assert (when.year, when.utcoffset()) == (2023, timedelta(0))
+
+
+# -- helpers for adapters: a linked id, an answer that is an object, signature headers ----
+
+
+def test_linked_id_is_the_provider_id_or_a_refusal_naming_what_is_missing() -> None:
+    provider = Acme("x")
+    linked = PaymentFactory.build(provider_payment_id="ch_123")
+    assert provider.linked_id(linked, "charge") == "ch_123"
+    assert provider.linked_id(linked, "charge", re.compile(r"ch_[0-9]+")) == "ch_123"
+    for payment, pattern in (
+        (PaymentFactory.build(provider_payment_id=None), None),
+        (PaymentFactory.build(provider_payment_id=""), None),
+        (linked, re.compile(r"order_[0-9]+")),
+    ):
+        with pytest.raises(ProviderError) as caught:
+            provider.linked_id(payment, "charge", pattern)
+        assert str(caught.value) == "This payment has no Acme charge yet."
+        assert caught.value.provider == "x"
+
+
+class SDKObject:
+    def __init__(self, **data: Any) -> None:
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [({"id": "ch_1"}, {"id": "ch_1"}), (SDKObject(id="ch_2"), {"id": "ch_2"})],
+)
+def test_call_for_object_gives_the_answer_as_a_dict(answer: Any, expected: Any) -> None:
+    assert Acme("x").call_for_object("fetch", lambda: answer) == expected
+
+
+@pytest.mark.parametrize("answer", [None, "ok", ["ch_1"], SDKObject.__new__(SDKObject)])
+def test_call_for_object_takes_any_other_answer_as_an_unknown_outcome(answer: Any) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        Acme("x").call_for_object("fetch", lambda: answer)
+    assert "the outcome is unknown" in str(caught.value)
+
+
+def test_unknown_outcome_scrubs_its_detail_before_cutting_it() -> None:
+    secret = "acme_key_secret_0123456789"
+    provider = Acme("x", api_key=secret)
+    error = base.unknown_outcome(provider, "charge", "x" * 290 + secret)
+    assert secret[:10] not in str(error)
+    assert str(error) == "Acme charge: " + "x" * 290 + "***; the outcome is unknown."
+
+
+class Signed(BaseProvider):
+    name = "Signed"
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "webhook_secret": "",
+        "webhook_tolerance": 300,
+    }
+
+
+def test_verify_timestamped_signature_reads_the_header_in_any_case_and_the_tolerance() -> None:
+    provider = Signed("x", webhook_secret=[OLD, SECRET], webhook_tolerance=60)
+    provider.verify_timestamped_signature(BODY, {"acme-signature": header()}, "Acme-Signature")
+    late = {"Acme-Signature": header(at=_now() - 120)}
+    with pytest.raises(WebhookVerificationError, match="too far in the past"):
+        provider.verify_timestamped_signature(BODY, late, "Acme-Signature")
+    with pytest.raises(WebhookVerificationError, match="Acme-Signature: missing"):
+        provider.verify_timestamped_signature(BODY, {}, "Acme-Signature")
+
+
+def test_verify_body_signature_checks_the_hex_hmac_of_the_body() -> None:
+    provider = Signed("x", webhook_secret=[OLD, SECRET])
+    digest = hmac_sha256_hex(SECRET, BODY)
+    for value in (digest, digest.upper()):
+        provider.verify_body_signature(BODY, {"x-acme-signature": value}, "X-Acme-Signature")
+    with pytest.raises(WebhookVerificationError, match="does not match"):
+        provider.verify_body_signature(b"{}", {"X-Acme-Signature": digest}, "X-Acme-Signature")
+    with pytest.raises(WebhookVerificationError, match="Missing X-Acme-Signature"):
+        provider.verify_body_signature(BODY, {}, "X-Acme-Signature")
+
+
+def test_hex_signature_matches_takes_upper_case_and_never_raises() -> None:
+    digest = hmac_sha256_hex(SECRET, BODY)
+    assert base.hex_signature_matches(digest, [digest])
+    assert base.hex_signature_matches(digest.upper(), ["00", digest])
+    assert not base.hex_signature_matches(digest[:-1], [digest])
+    assert not base.hex_signature_matches("\u00e9" * 64, [digest])
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "refused"),
+    [(1230, "KWD", False), (1235, "KWD", True), (1005, "OMR", True), (1999, "USD", False)],
+)
+def test_check_three_decimals_names_the_nearest_amounts(
+    amount: int, currency: str, refused: bool
+) -> None:
+    if not refused:
+        base.check_three_decimals(amount, currency, provider="Acme")
+        return
+    with pytest.raises(InvalidAmount) as caught:
+        base.check_three_decimals(amount, currency, provider="Acme")
+    assert str(caught.value).startswith(f"Acme requires {currency} amounts to end in 0")

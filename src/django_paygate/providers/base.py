@@ -166,6 +166,11 @@ def integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def dicts(value: Any) -> list[dict[str, Any]]:
+    """The dicts in ``value`` if it is a list (a provider's list of objects), else []."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def header(headers: Mapping[str, str], name: str) -> str:
     """The header ``name`` (any case) as a string, or ""."""
     value: Any = headers.get(name)
@@ -278,6 +283,9 @@ COMMON_OPTION_CHECKS: Mapping[str, OptionCheck] = {
     "webhook_secret": is_secrets,
     "timeout": is_timeout,
     "api_base": is_optional(is_api_base),
+    # Seconds a signed timestamp may be off, either way: beyond an hour a captured
+    # delivery could be replayed for that long.
+    "webhook_tolerance": is_int(1, 3600),
 }
 
 
@@ -449,6 +457,21 @@ class BaseProvider:
             error = self._mapped(exc, operation)
         raise error
 
+    def call_for_object(
+        self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        """:meth:`call` of an SDK method that answers an object: a dict, or an object with
+        ``to_dict()`` (as the dict); any other answer is an unknown outcome. Leave it alone."""
+
+        def read() -> Any:
+            answer = fn(*args, **kwargs)
+            return answer.to_dict() if hasattr(answer, "to_dict") else answer
+
+        answer = self.call(operation, read)
+        if not isinstance(answer, dict):
+            raise unknown_outcome(self, operation, "an answer that is not an object")
+        return answer
+
     def _mapped(self, exc: Exception, operation: str) -> PaygateError:
         what = f"{self.name} {operation}"
         if isinstance(exc, TransportFailure):
@@ -483,6 +506,17 @@ class BaseProvider:
             raise ProviderError(
                 f"Unexpected confirmation field {unknown[0]!r}.", provider=self.alias
             )
+
+    def linked_id(
+        self, payment: AbstractPayment, what: str, pattern: re.Pattern[str] | None = None
+    ) -> str:
+        """``payment.provider_payment_id`` (when it matches ``pattern``, if given), else a
+        :class:`ProviderError`: the payment has no ``what`` at the provider yet. Leave it
+        alone."""
+        linked = payment.provider_payment_id or ""
+        if not linked or (pattern is not None and not pattern.fullmatch(linked)):
+            raise ProviderError(f"This payment has no {self.name} {what} yet.", provider=self.alias)
+        return str(linked)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r}>"
@@ -590,10 +624,31 @@ class BaseProvider:
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`WebhookVerificationError` unless ``body`` is signed by the provider.
 
-        Must be implemented (:func:`verify_timestamped_hmac` does it for a
-        Stripe-style ``t=…,v1=…`` header).
+        Must be implemented (:meth:`verify_timestamped_signature` does it for a
+        Stripe-style ``t=…,v1=…`` header, :meth:`verify_body_signature` for a header
+        holding the hex HMAC of the body).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement verify_webhook().")
+
+    def verify_timestamped_signature(
+        self, body: bytes, headers: Mapping[str, str], name: str
+    ) -> None:
+        """:func:`verify_timestamped_hmac` of the header ``name`` with :meth:`webhook_secrets`
+        and the ``webhook_tolerance`` option (300 seconds without one). Leave it alone."""
+        verify_timestamped_hmac(
+            header(headers, name),
+            body,
+            self.webhook_secrets(),
+            tolerance=int(self.options.get("webhook_tolerance") or 300),
+            provider=self.alias,
+            name=name,
+        )
+
+    def verify_body_signature(self, body: bytes, headers: Mapping[str, str], name: str) -> None:
+        """:func:`verify_body_hmac` of the header ``name`` with :meth:`webhook_secrets`.
+        Leave it alone."""
+        signature = header(headers, name)
+        verify_body_hmac(signature, body, self.webhook_secrets(), provider=self.alias, name=name)
 
     def redact_webhook_payload(self, payload: str) -> str:
         """The verified body as it may be stored in the inbox.
@@ -638,6 +693,13 @@ def signature_matches(candidates: Iterable[str], expected: Iterable[str]) -> boo
         for exp in expected_bytes:
             matched |= hmac.compare_digest(raw, exp)
     return matched
+
+
+def hex_signature_matches(signature: str, expected: Iterable[str]) -> bool:
+    """:func:`signature_matches` for one hex signature; upper-case hex is accepted (the
+    same digest)."""
+    candidate = signature.lower() if signature.isascii() else signature
+    return signature_matches([candidate], expected)
 
 
 def verify_timestamped_hmac(
@@ -785,6 +847,19 @@ def provider_amount(
     raise error
 
 
+def check_three_decimals(amount: int, currency: str, *, provider: str) -> None:
+    """Refuse a three-decimal ``amount`` (KWD, BHD, ...) whose last digit is not 0, for a
+    provider that charges those currencies in tens of minor units (Stripe and Razorpay
+    do): an :class:`InvalidAmount` naming the two nearest amounts it can charge."""
+    if money.exponent(currency) == 3 and amount % 10:
+        low = amount - amount % 10
+        raise InvalidAmount(
+            f"{provider} requires {currency} amounts to end in 0 (the third decimal): "
+            f"{money.format_money(amount, currency)} cannot be charged; round it to "
+            f"{money.format_money(low, currency)} or {money.format_money(low + 10, currency)}."
+        )
+
+
 # Helpers for adapters: our ids in untrusted text, provider timestamps, body signatures
 # ---------------------------------------------------------------------------
 
@@ -803,13 +878,13 @@ def our_uuid(value: Any) -> str | None:
 
 
 def unix_time(value: Any) -> datetime | None:
-    """The UTC time of a provider's Unix timestamp; ``None`` for 0, a non-int, or a value
-    no datetime holds."""
+    """The UTC time of a provider's Unix timestamp; ``None`` for 0 or less, a non-int, or
+    a value no datetime holds."""
     from datetime import timezone
 
-    seconds = integer(value)
+    seconds = integer(value) or 0
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+        return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds > 0 else None
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -827,9 +902,8 @@ def verify_body_hmac(
         raise WebhookVerificationError(
             f"No webhook_secret is configured for {provider!r}.", provider=provider
         )
-    candidate = signature.lower() if signature.isascii() else signature
     expected = [hmac_sha256_hex(secret, bytes(body)) for secret in secrets]
-    if not signature_matches([candidate], expected):
+    if not hex_signature_matches(signature, expected):
         raise WebhookVerificationError(f"The {name} does not match the body.", provider=provider)
 
 
@@ -860,7 +934,9 @@ def all_pages(fetch_page: Callable[[int], list[_T]], size: int) -> list[_T]:
 
 def unknown_outcome(provider: BaseProvider, operation: str, detail: str) -> ProviderUnavailable:
     """The :class:`ProviderUnavailable` for a call whose outcome is unknown, in the style of
-    :meth:`BaseProvider.call`."""
+    :meth:`BaseProvider.call`; ``detail`` scrubbed of secrets, then cut short, as in
+    :meth:`BaseProvider.refused`."""
+    detail = provider.scrub(detail, mask="***")[:300]
     return ProviderUnavailable(
         f"{provider.name} {operation}: {detail}; the outcome is unknown.", provider=provider.alias
     )

@@ -45,7 +45,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
 from django.core.signals import request_finished, request_started
@@ -67,7 +67,6 @@ from django_paygate.providers.base import (
     ProviderPayment,
     ProviderRefund,
     decode_json_body,
-    header,
     hmac_sha256_hex,
     integer,
     is_bool,
@@ -77,7 +76,6 @@ from django_paygate.providers.base import (
     is_string,
     mapping,
     text,
-    verify_timestamped_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
@@ -98,6 +96,8 @@ CHARGES = frozenset({"create_payment", "confirm_payment", "capture_payment"})
 STORES = ("database", "cache", "memory")
 
 logger = logging.getLogger("django_paygate")
+
+_A = TypeVar("_A", ProviderPayment, ProviderRefund)
 
 
 @dataclass
@@ -557,7 +557,6 @@ class DummyProvider(BaseProvider):
     }
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {
         "checkout_url": _is_checkout_url,
-        "webhook_tolerance": is_int(1, 3600),
         "store": is_one_of(*STORES),
         "cache": is_string(required=True),
         "deliver_webhooks": is_bool,
@@ -636,13 +635,7 @@ class DummyProvider(BaseProvider):
         whether that happened within ``timeout`` seconds."""
         return self._deliverer.wait(timeout)
 
-    def _call(
-        self,
-        method: str,
-        key: str,
-        remote_id: str,
-        effect: Callable[[_Locked], ProviderPayment | ProviderRefund],
-    ) -> Any:
+    def _call(self, method: str, key: str, remote_id: str, effect: Callable[[_Locked], _A]) -> _A:
         if method in CHARGES and refused_in_production():
             raise ProviderError(PRODUCTION_REFUSAL, provider=self.alias)
         with self._lock:
@@ -653,7 +646,8 @@ class DummyProvider(BaseProvider):
                 raise fault.error
             self.calls.append((method, key))
         with self._store.locked(remote_id) as held:
-            answer = held.answer(key) if key else None
+            # A stored answer is of the kind this method's effect makes.
+            answer = cast("_A | None", held.answer(key) if key else None)
             if answer is None:
                 answer = effect(held)
                 if key:
@@ -687,7 +681,7 @@ class DummyProvider(BaseProvider):
                 )
             return self._result(held.remote)
 
-        result: ProviderPayment = self._call("create_payment", idempotency_key, remote_id, effect)
+        result = self._call("create_payment", idempotency_key, remote_id, effect)
         return replace(result, client_data=self._client_data(payment, result.provider_payment_id))
 
     def client_data(self, payment: AbstractPayment) -> Mapping[str, Any]:
@@ -738,10 +732,7 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call(
-            "confirm_payment", idempotency_key, self._remote_id(payment), effect
-        )
-        return result
+        return self._call("confirm_payment", idempotency_key, self._remote_id(payment), effect)
 
     def capture_payment(
         self, payment: AbstractPayment, *, amount: int, idempotency_key: str
@@ -754,10 +745,7 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call(
-            "capture_payment", idempotency_key, self._remote_id(payment), effect
-        )
-        return result
+        return self._call("capture_payment", idempotency_key, self._remote_id(payment), effect)
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         def effect(held: _Locked) -> ProviderPayment:
@@ -768,10 +756,7 @@ class DummyProvider(BaseProvider):
             self._emit_payment(remote)
             return self._result(remote)
 
-        result: ProviderPayment = self._call(
-            "cancel_payment", idempotency_key, self._remote_id(payment), effect
-        )
-        return result
+        return self._call("cancel_payment", idempotency_key, self._remote_id(payment), effect)
 
     def refund_payment(
         self, payment: AbstractPayment, refund: Refund, *, idempotency_key: str
@@ -805,10 +790,7 @@ class DummyProvider(BaseProvider):
             )
             return result
 
-        result: ProviderRefund = self._call(
-            "refund_payment", idempotency_key, self._remote_id(payment), effect
-        )
-        return result
+        return self._call("refund_payment", idempotency_key, self._remote_id(payment), effect)
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         with self._lock:
@@ -944,14 +926,7 @@ class DummyProvider(BaseProvider):
         return f"t={ts},v1={hmac_sha256_hex(key, f'{ts}.'.encode() + body)}"
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        verify_timestamped_hmac(
-            header(headers, SIGNATURE_HEADER),
-            body,
-            self.webhook_secrets(),
-            tolerance=self.options["webhook_tolerance"],
-            provider=self.alias,
-            name=SIGNATURE_HEADER,
-        )
+        self.verify_timestamped_signature(body, headers, SIGNATURE_HEADER)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         event = mapping(decode_json_body(body))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,9 +33,12 @@ from django_paygate.providers.base import (
     all_pages,
     answer_logger,
     body_event_id,
+    check_three_decimals,
     decode_json_body,
+    dicts,
     fitted_key,
     header,
+    hex_signature_matches,
     hmac_sha256_hex,
     integer,
     is_api_base,
@@ -45,12 +48,10 @@ from django_paygate.providers.base import (
     is_string,
     mapping,
     our_uuid,
-    signature_matches,
     stored_reference,
     text,
     unix_time,
     unknown_outcome,
-    verify_body_hmac,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
@@ -139,8 +140,7 @@ def _notes(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 def _items(answer: Any) -> list[dict[str, Any]]:
     """The entities of a Razorpay collection (``{"entity": "collection", "items": [...]}``)."""
-    items = mapping(answer).get("items")
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    return dicts(mapping(answer).get("items"))
 
 
 def _entity(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -185,6 +185,7 @@ def _payment(
     its failure and attempt id from ``attempt``, ``paid`` (the order's) if captured."""
     amount = integer(entity.get("amount"))
     failed = status == P.FAILED
+    kept = status in (P.AUTHORIZED, P.SUCCEEDED)  # the attempt a payment rests on
     return ProviderPayment(
         provider_payment_id=order_id or None,
         status=status,
@@ -193,9 +194,7 @@ def _payment(
         amount_captured=(paid or amount) if status == P.SUCCEEDED else None,
         failure_code=text(attempt.get("error_code")) if failed else "",
         failure_message=text(attempt.get("error_description")) if failed else "",
-        provider_data=(
-            _attempt(text(attempt.get("id"))) if status in (P.AUTHORIZED, P.SUCCEEDED) else {}
-        ),
+        provider_data=_attempt(text(attempt.get("id"))) if kept else {},
         our_payment_id=our_id,
         **extra,
     )
@@ -204,14 +203,13 @@ def _payment(
 def _refund(
     entity: Mapping[str, Any], order_id: str | None, status: RefundStatus | None = None
 ) -> ProviderRefund:
-    our_id = _notes(entity).get(NOTE_REFUND_ID)
     return ProviderRefund(
         provider_refund_id=text(entity.get("id")),
         status=REFUND_STATUSES.get(text(entity.get("status"))) or status or R.PENDING,
         amount=integer(entity.get("amount")) or 0,
         currency=text(entity.get("currency")),
         provider_payment_id=order_id,
-        our_refund_id=our_id if isinstance(our_id, str) else None,
+        our_refund_id=text(_notes(entity).get(NOTE_REFUND_ID)) or None,
         provider_data=_attempt(text(entity.get("payment_id"))),
     )
 
@@ -274,8 +272,7 @@ class RazorpayProvider(BaseProvider):
         self.client.set_app_details({"title": "django-paygate", "version": __version__})
 
     def check_options(self) -> None:
-        secrets = self.options["webhook_secret"]
-        if self.options["key_secret"] in ([secrets] if isinstance(secrets, str) else secrets):
+        if self.options["key_secret"] in self.webhook_secrets():
             raise self.option_error(
                 "webhook_secret",
                 "must not be the key secret: set the secret you chose for the webhook "
@@ -293,28 +290,22 @@ class RazorpayProvider(BaseProvider):
                 return ProviderIdempotencyError(refusal.message, provider=self.alias)
             return refusal
         if isinstance(exc, (GatewayError, ServerError)):
-            detail = self.scrub(str(exc)[:300], mask="***") or "no description"
+            detail = str(exc) or "no description"
             return unknown_outcome(self, operation, f"{type(exc).__name__}: {detail}")
         return None
 
-    def _api(self, operation: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
-        """One SDK call through :meth:`call`; an answer that is not an object is unknown."""
-        answer = self.call(operation, fn, *args, **kw)
-        if not isinstance(answer, dict):
-            raise unknown_outcome(self, operation, "an answer that is not an object")
-        return answer
-
     def _fetch(self, payment_id: str) -> dict[str, Any]:
-        return self._api("payment fetch", self.client.payment.fetch, payment_id, {})
+        return self.call_for_object("payment fetch", self.client.payment.fetch, payment_id, {})
 
     def _order_payments(self, order_id: str) -> list[dict[str, Any]]:
-        return _items(self._api("order payments", self.client.order.payments, order_id, {}))
+        answer = self.call_for_object("order payments", self.client.order.payments, order_id, {})
+        return _items(answer)
 
     def _refunds(self, payment_id: str) -> list[dict[str, Any]]:
         def page(skip: int) -> list[dict[str, Any]]:
             query = {"count": _REFUND_PAGE, "skip": skip}
             fetch = self.client.payment.fetch_multiple_refund
-            return _items(self._api("refund list", fetch, payment_id, query))
+            return _items(self.call_for_object("refund list", fetch, payment_id, query))
 
         return all_pages(page, _REFUND_PAGE)
 
@@ -322,25 +313,17 @@ class RazorpayProvider(BaseProvider):
 
     def validate_amount(self, amount: int, currency: str) -> None:
         super().validate_amount(amount, currency)
-        if money.CURRENCY_EXPONENTS.get(currency) == 3 and amount % 10:
-            raise InvalidAmount(
-                f"Razorpay needs three-decimal amounts to end in 0: {amount} {currency} "
-                f"cannot be charged (use {amount - amount % 10} or {amount - amount % 10 + 10}).",
-                provider=self.alias,
-            )
+        check_three_decimals(amount, currency, provider=self.name)
 
     # -- orders ---------------------------------------------------------------
 
     def _order_id(self, payment: AbstractPayment) -> str:
-        order_id = payment.provider_payment_id or ""
-        if not _ORDER_ID.fullmatch(order_id):
-            raise ProviderError("This payment has no Razorpay order yet.", provider=self.alias)
-        return order_id
+        return self.linked_id(payment, "order", _ORDER_ID)
 
     def _find_order(self, payment: AbstractPayment) -> dict[str, Any] | None:
         """Our order for ``payment``, found by its receipt (a retried create must not make two)."""
         receipt = str(payment.pk)
-        answer = self._api("order lookup", self.client.order.all, {"receipt": receipt})
+        answer = self.call_for_object("order lookup", self.client.order.all, {"receipt": receipt})
         found = [
             order
             for order in _items(answer)
@@ -352,7 +335,6 @@ class RazorpayProvider(BaseProvider):
         return min(ours or found, key=_created_at)
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
-        self.validate_amount(payment.amount, payment.currency)
         order = self._find_order(payment)
         if order is None:
             body: dict[str, Any] = {
@@ -366,7 +348,7 @@ class RazorpayProvider(BaseProvider):
             capture = self._capture_settings(payment)
             if capture:
                 body["payment"] = capture
-            order = self._api("order create", self.client.order.create, body)
+            order = self.call_for_object("order create", self.client.order.create, body)
         elif order.get("amount") != payment.amount or order.get("currency") != payment.currency:
             raise ProviderIdempotencyError(
                 "A Razorpay order with this payment's receipt exists with another amount "
@@ -431,8 +413,7 @@ class RazorpayProvider(BaseProvider):
                 "The Checkout response is for another order.", provider=self.alias
             )
         digest = self.checkout_signature(order_id, payment_id)
-        candidate = signature.lower() if signature.isascii() else signature
-        if not _PAYMENT_ID.fullmatch(payment_id) or not signature_matches([candidate], [digest]):
+        if not _PAYMENT_ID.fullmatch(payment_id) or not hex_signature_matches(signature, [digest]):
             raise CheckoutVerificationError(
                 "The Checkout signature does not match this payment.", provider=self.alias
             )
@@ -462,7 +443,7 @@ class RazorpayProvider(BaseProvider):
             )
         currency = {"currency": text(entity.get("currency")) or payment.currency}
         try:
-            captured = self._api(
+            captured = self.call_for_object(
                 "capture", self.client.payment.capture, payment_id, amount, currency
             )
         except ProviderError as exc:
@@ -498,16 +479,14 @@ class RazorpayProvider(BaseProvider):
         self, payment: AbstractPayment, order_id: str, *, want: PaymentStatus
     ) -> dict[str, Any]:
         """The Razorpay payment that counts: the one we stored, else the order's best one."""
+        usable = (want, P.SUCCEEDED)
         stored = stored_reference(payment, ATTEMPT_KEY)
         if _PAYMENT_ID.fullmatch(stored):
             entity = self._fetch(stored)
-            if entity.get("order_id") == order_id and _payment_status(entity) in (
-                want,
-                P.SUCCEEDED,
-            ):
+            if entity.get("order_id") == order_id and _payment_status(entity) in usable:
                 return entity
         chosen, _ = _choose(self._order_payments(order_id))
-        if chosen is None or _payment_status(chosen) not in (want, P.SUCCEEDED):
+        if chosen is None or _payment_status(chosen) not in usable:
             raise InvalidTransition(
                 f"Razorpay has no {want.value} payment on this order.", provider=self.alias
             )
@@ -568,7 +547,8 @@ class RazorpayProvider(BaseProvider):
         }
         key = {"X-Refund-Idempotency": refund_idempotency_key(idempotency_key)}
         payment_id = text(entity.get("id"))
-        answer = self._api("refund", self.client.payment.refund, payment_id, body, headers=key)
+        create = self.client.payment.refund
+        answer = self.call_for_object("refund", create, payment_id, body, headers=key)
         result = _refund(answer, order_id)
         if not result.provider_refund_id:
             raise ProviderUnavailable("Razorpay answered without a refund id.", provider=self.alias)
@@ -577,10 +557,7 @@ class RazorpayProvider(BaseProvider):
     # -- webhooks -------------------------------------------------------------
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Check ``X-Razorpay-Signature`` over the raw body with each webhook secret."""
-        signature = header(headers, SIGNATURE_HEADER)
-        secrets = self.webhook_secrets()
-        verify_body_hmac(signature, body, secrets, provider=self.alias, name=SIGNATURE_HEADER)
+        self.verify_body_signature(body, headers, SIGNATURE_HEADER)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         event = decode_json_body(body)
@@ -617,15 +594,13 @@ class RazorpayProvider(BaseProvider):
             return self._dispute_event(base, dispute, order_id)
         if event_type in REFUND_EVENTS and refund and text(refund.get("id")):
             if pay and pay.get("captured") is False:
-                # Razorpay's auto-refund of an authorization nobody captured: the payment
-                # never went through; which attempt was released goes in provider_data
-                # (another one may still be authorized).
+                # Razorpay's auto-refund of an uncaptured authorization: that attempt (in
+                # provider_data; another may still be authorized) never went through.
                 released = _payment(order_id, P.CANCELED, {}, {}, our_id)
                 released = replace(released, provider_data=_attempt(text(pay.get("id"))))
                 return replace(base, payment=released)
-            return replace(
-                base, refund=_refund(refund, order_id or None, REFUND_EVENTS[event_type])
-            )
+            stated = REFUND_EVENTS[event_type]
+            return replace(base, refund=_refund(refund, order_id or None, stated))
         if event_type in PAYMENT_EVENTS and (pay or order):
             if event_type == "order.paid":
                 status: PaymentStatus | None = P.SUCCEEDED
@@ -641,9 +616,8 @@ class RazorpayProvider(BaseProvider):
         base: ProviderEvent, dispute: Mapping[str, Any], order_id: str
     ) -> ProviderEvent:
         dispute_id = text(dispute.get("id"))
-        status = DISPUTE_STATUSES.get(text(dispute.get("status"))) or DISPUTE_STATUSES.get(
-            base.type[len(DISPUTE_EVENT_PREFIX) :]
-        )
+        named = base.type.removeprefix(DISPUTE_EVENT_PREFIX)
+        status = DISPUTE_STATUSES.get(text(dispute.get("status"))) or DISPUTE_STATUSES.get(named)
         if status is None or not dispute_id:
             return base
         found = ProviderDispute(

@@ -12,7 +12,6 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,8 +40,9 @@ from django_paygate.providers.base import (
     ProviderPayment,
     ProviderRefund,
     RedactingLogFilter,
+    check_three_decimals,
     decode_json_body,
-    header,
+    dicts,
     integer,
     is_int,
     is_string,
@@ -52,7 +52,7 @@ from django_paygate.providers.base import (
     read_answer,
     redact_logger,
     text,
-    verify_timestamped_hmac,
+    unix_time,
 )
 from django_paygate.states import DisputeStatus, PaymentStatus, RefundStatus
 
@@ -84,10 +84,8 @@ STRIPE_UNSUPPORTED = frozenset(
 #: Card payments accept at most 12 digits of Stripe minor units.
 STRIPE_MAX_API_AMOUNT = 999_999_999_999
 
-#: Minimum charge per currency, in major units as Stripe publishes them. Stripe
-#: also requires converted charges to meet the minimum of the settlement
-#: currency, which only Stripe can check. Subclass and override
-#: ``minimum_amounts`` to change the table.
+#: Minimum charge per currency, in major units as Stripe publishes them (only Stripe can
+#: check the settlement currency's minimum after conversion).
 _MINIMUMS_MAJOR = {
     "USD": "0.50", "AED": "2.00", "ARS": "0.50", "AUD": "0.50", "BRL": "0.50",
     "CAD": "0.50", "CHF": "0.50", "COP": "0.50", "CZK": "15.00", "DKK": "2.50",
@@ -103,12 +101,8 @@ MINIMUM_AMOUNTS: Mapping[str, int] = {
 
 
 def api_exponent(currency: str) -> int:
-    """Decimal places of ``currency`` in Stripe's ``amount`` fields.
-
-    ISK and UGX became zero-decimal, but Stripe's API keeps them two-decimal with "00"
-    as the decimals (5 ISK is ``500``). HUF and TWD are zero-decimal for payouts only;
-    charges keep two decimals, as in ISO 4217.
-    """
+    """Decimal places of ``currency`` in Stripe's ``amount`` fields: ISK and UGX keep two,
+    written "00" (5 ISK is ``500``), and so do HUF and TWD (zero-decimal for payouts only)."""
     if currency in STRIPE_ZERO_DECIMAL:
         return 0
     return 3 if currency in STRIPE_THREE_DECIMAL else 2
@@ -117,13 +111,7 @@ def api_exponent(currency: str) -> int:
 def to_stripe_amount(amount: int, currency: str) -> int:
     """Our minor units -> Stripe's, or :class:`InvalidAmount` if Stripe cannot express it."""
     api = money.to_api_units(amount, currency, api_exponent(currency), provider="Stripe")
-    if currency in STRIPE_THREE_DECIMAL and api % 10:
-        raise InvalidAmount(
-            f"Stripe requires {currency} amounts to end in 0 (the third decimal): "
-            f"{money.format_money(amount, currency)} cannot be charged; round it to "
-            f"{money.format_money(amount - amount % 10, currency)} or "
-            f"{money.format_money(amount - amount % 10 + 10, currency)}."
-        )
+    check_three_decimals(amount, currency, provider="Stripe")
     if api > STRIPE_MAX_API_AMOUNT:
         raise InvalidAmount(f"{money.format_money(amount, currency)} is above Stripe's maximum.")
     return api
@@ -191,11 +179,8 @@ DISPUTE_EVENTS = frozenset(
 )
 #: From this API version on, refund.* events are sent for card refunds too.
 REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
-#: Before this API version, releasing an authorization created a Refund: the rest of a
-#: partial capture, or all of a canceled authorization. It was listed with the
-#: PaymentIntent's refunds, counted in the charge's ``amount_refunded`` and reported by
-#: ``charge.refunded`` and ``charge.refund.updated``, but no money went back to anyone
-#: (https://docs.stripe.com/changelog/basil/2025-03-31/remove-refund-from-partial-capture-and-payment-cancellation-flow).
+#: Before this API version, releasing an authorization (a partial capture's rest, a cancel)
+#: made a Refund through which no money went back (docs/providers/stripe.md, "Webhooks").
 RELEASES_WITHOUT_REFUND = "2025-03-31"
 #: The reason Stripe gives the Refund of an authorization that expired uncaptured.
 EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
@@ -228,20 +213,18 @@ def _metadata(obj: Mapping[str, Any], key: str) -> str | None:
 
 def _currency(obj: Mapping[str, Any]) -> str:
     """The currency of a Stripe object, upper case; one we do not know is InvalidAmount."""
-    currency = text(obj.get("currency")).upper()
-    if currency not in money.CURRENCY_EXPONENTS:
-        raise InvalidAmount("Stripe sent an unknown currency.")
-    return currency
+    return money.normalize_currency(obj.get("currency"))
 
 
-def _captured(intent: Mapping[str, Any], currency: str, fallback: int) -> int:
+def _captured(intent: Mapping[str, Any], currency: str) -> int | None:
     """What a succeeded PaymentIntent captured: its ``amount_received``, else its charge's
-    ``amount_captured``, else ``fallback`` (some test servers send neither)."""
+    ``amount_captured``; ``None`` if neither says (some test servers), which the core reads
+    as the amount it asked to capture."""
     charge = mapping(intent.get("latest_charge"))
     for api in (intent.get("amount_received"), charge.get("amount_captured")):
         if isinstance(api, int) and api > 0:
             return from_stripe_amount(api, currency)
-    return fallback
+    return None
 
 
 def _uncaptured(charge: Mapping[str, Any]) -> bool:
@@ -261,13 +244,9 @@ def _released(charge: Mapping[str, Any]) -> int:
 
 
 def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -> set[str]:
-    """The ids of the refunds in ``refunds`` that only released ``charge``'s authorization.
-
-    Stripe made them before basil; they carry none of our metadata. Nothing
-    captured: every one of them. A partial capture: the first refund of exactly
-    the rest (it was made with the capture, before any refund could be), and any
-    refund of an authorization that expired.
-    """
+    """The ids of the refunds in ``refunds`` (none of ours) that only released ``charge``'s
+    authorization: all when nothing was captured, else an expiry's and the first of exactly
+    the rest (made with the capture, before any refund could be)."""
     theirs = [r for r in refunds if not _metadata(r, METADATA_REFUND_KEY)]
     released = {text(r.get("id")) for r in theirs if r.get("reason") == EXPIRED_UNCAPTURED}
     if _uncaptured(charge):
@@ -283,14 +262,9 @@ def _release_refunds(charge: Mapping[str, Any], refunds: list[dict[str, Any]]) -
 
 
 def _release_like(event_type: str, refund: Mapping[str, Any]) -> bool:
-    """Whether a refund event (rendered before basil) of a refund we did not make may only
-    report the release of an authorization, and so books nothing.
-
-    An expired authorization's refund says so. A partial capture's or a cancel's
-    is told apart by its charge, which ``charge.refunded`` carries (and a sync
-    reads); a succeeded refund in ``charge.refund.updated`` may be one, and a
-    refund made in the dashboard was reported by ``charge.refunded`` already.
-    """
+    """Whether a refund event (before basil) of a refund we did not make may only report a
+    release, and so books nothing: an expiry's, or a succeeded one in ``charge.refund.updated``
+    (only its charge tells; a Dashboard refund came with ``charge.refunded`` already)."""
     if refund.get("reason") == EXPIRED_UNCAPTURED:
         return True
     return event_type == "charge.refund.updated" and refund.get("status") == "succeeded"
@@ -340,8 +314,6 @@ class StripeProvider(BaseProvider):
         "secret_key": is_string(required=True, prefixes=("sk_", "rk_")),
         "publishable_key": is_string(),
         "max_network_retries": is_int(0, 10),
-        # Beyond an hour a captured delivery could be replayed for that long.
-        "webhook_tolerance": is_int(1, 3600),
     }
     confirmation_fields: ClassVar[Mapping[str, int]] = {"payment_method": 255, "return_url": 2048}
     required_options = ("secret_key",)
@@ -353,7 +325,7 @@ class StripeProvider(BaseProvider):
         super().__init__(alias, **options)
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
-        redact_logger("stripe", redact)
+        redact_logger("stripe", redact)  # again, should the filter have been removed
 
     def check_options(self) -> None:
         secret, public = self.options["secret_key"], self.options["publishable_key"]
@@ -396,24 +368,20 @@ class StripeProvider(BaseProvider):
 
     def _api(
         self, operation: str, fn: Callable[..., Any], *args: Any, key: str = "", **kw: Any
-    ) -> Any:
-        """One SDK call through :meth:`call` (a POST with the idempotency key ``key``), its
-        answer as a dict."""
+    ) -> dict[str, Any]:
+        """One SDK call (a POST with the idempotency key ``key``), its answer as a dict."""
         if key:
             kw["options"] = {"idempotency_key": key}
-        answer = self.call(operation, fn, *args, **kw)
-        return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+        return self.call_for_object(operation, fn, *args, **kw)
 
-    def _on_intent(
-        self, action: str, pid: str, key: str, hint: int | None = None, **params: Any
-    ) -> ProviderPayment:
+    def _on_intent(self, action: str, pid: str, key: str, **params: Any) -> ProviderPayment:
         """POST ``action`` (confirm, capture, cancel) on the PaymentIntent ``pid``."""
         fn = getattr(self.client.v1.payment_intents, action)
         intent = self._api(f"{action} PaymentIntent", fn, pid, key=key, params=params)
-        return read_answer(self, self.payment_from_intent, intent, captured_hint=hint)
+        return read_answer(self, self.payment_from_intent, intent)
 
     def translate_error(self, exc: Exception, operation: str) -> PaygateError | None:
-        if stripe is None or not isinstance(exc, stripe.StripeError):
+        if not isinstance(exc, stripe.StripeError):
             return None
         err = mapping(mapping(exc.json_body).get("error"))
         code = text(err.get("code")) or text(getattr(exc, "code", None))
@@ -440,11 +408,7 @@ class StripeProvider(BaseProvider):
     # -- outbound calls -----------------------------------------------------------
 
     def _intent_id(self, payment: AbstractPayment) -> str:
-        if not payment.provider_payment_id:
-            raise ProviderError(
-                "This payment has no Stripe PaymentIntent yet.", provider=self.alias
-            )
-        return str(payment.provider_payment_id)
+        return self.linked_id(payment, "PaymentIntent")
 
     def create_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         o, metadata = self.options, self._forwarded_metadata(payment)
@@ -520,9 +484,7 @@ class StripeProvider(BaseProvider):
     ) -> ProviderPayment:
         api_amount = provider_amount(self, to_stripe_amount, amount, payment.currency)
         pid = self._intent_id(payment)
-        return self._on_intent(
-            "capture", pid, idempotency_key, amount, amount_to_capture=api_amount
-        )
+        return self._on_intent("capture", pid, idempotency_key, amount_to_capture=api_amount)
 
     def cancel_payment(self, payment: AbstractPayment, *, idempotency_key: str) -> ProviderPayment:
         return self._on_intent("cancel", self._intent_id(payment), idempotency_key)
@@ -540,9 +502,7 @@ class StripeProvider(BaseProvider):
 
     def fetch_payment(self, payment: AbstractPayment) -> ProviderPayment:
         if not payment.provider_payment_id:
-            # Never linked: the services create it again with the same idempotency key,
-            # which returns the PaymentIntent Stripe may already have made (keys live at
-            # least 24 hours).
+            # Never linked: the services create it again with the same key (kept 24 hours).
             return ProviderPayment(provider_payment_id=None, status=None)
         pid = str(payment.provider_payment_id)
         # Before basil the charge tells which refunds only released the authorization.
@@ -579,35 +539,24 @@ class StripeProvider(BaseProvider):
 
     # -- Stripe objects -> neutral results ------------------------------------------
 
-    def payment_from_intent(
-        self, intent: Mapping[str, Any], *, captured_hint: int | None = None
-    ) -> ProviderPayment:
-        """A PaymentIntent (as a dict) in our terms.
-
-        ``captured_hint`` is the amount just captured, used when neither the
-        PaymentIntent (``amount_received``) nor its charge (``amount_captured``)
-        says how much was captured, as with some test servers.
-        """
+    def payment_from_intent(self, intent: Mapping[str, Any]) -> ProviderPayment:
+        """A PaymentIntent (as a dict) in our terms."""
         currency, stripe_status = _currency(intent), text(intent.get("status"))
         status = INTENT_STATUSES.get(stripe_status)
         error = mapping(intent.get("last_payment_error"))
         failed = stripe_status == "requires_payment_method" and bool(error)
-        amount = from_stripe_amount(intent.get("amount"), currency)
-        hint = amount if captured_hint is None else captured_hint
+        code = text(error.get("decline_code")) or text(error.get("code"))
+        action = mapping(intent.get("next_action")) or None
         charge_id = _id_of(intent.get("latest_charge"))
         return ProviderPayment(
             provider_payment_id=text(intent.get("id")) or None,
             status=P.FAILED if failed else status,
-            amount=amount,
+            amount=from_stripe_amount(intent.get("amount"), currency),
             currency=currency,
-            amount_captured=_captured(intent, currency, hint) if status == P.SUCCEEDED else None,
-            failure_code=(text(error.get("decline_code")) or text(error.get("code")))
-            if failed
-            else "",
+            amount_captured=_captured(intent, currency) if status == P.SUCCEEDED else None,
+            failure_code=code if failed else "",
             failure_message=redact(text(error.get("message"))) if failed else "",
-            next_action=(mapping(intent.get("next_action")) or None)
-            if status == P.REQUIRES_ACTION
-            else None,
+            next_action=action if status == P.REQUIRES_ACTION else None,
             provider_data={"latest_charge": charge_id} if charge_id else {},
             our_payment_id=_metadata(intent, METADATA_PAYMENT_KEY),
         )
@@ -646,27 +595,17 @@ class StripeProvider(BaseProvider):
     # -- webhooks --------------------------------------------------------------------
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
-        verify_timestamped_hmac(
-            header(headers, SIGNATURE_HEADER),
-            body,
-            self.webhook_secrets(),
-            tolerance=int(self.options["webhook_tolerance"]),
-            provider=self.alias,
-            name=SIGNATURE_HEADER,
-        )
+        self.verify_timestamped_signature(body, headers, SIGNATURE_HEADER)
 
     def redact_webhook_payload(self, payload: str) -> str:
-        """``payload`` as it may be stored: PaymentIntent events carry the intent's
-        ``client_secret``, which must never be kept. The JSON stays valid and parses
-        to the same event (the adapter never reads ``client_secret`` from events)."""
+        """Without the ``client_secret`` PaymentIntent events carry (never read from them)."""
         return _CLIENT_SECRET_JSON.sub(r"\1[redacted]\2", payload)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         event = decode_json_body(body)
         if not isinstance(event, dict) or not text(event.get("id")):
             raise WebhookVerificationError("The Stripe event has no id.", provider=self.alias)
-        event_id, created = text(event.get("id")), integer(event.get("created")) or 0
-        when = datetime.fromtimestamp(created, tz=timezone.utc) if 0 < created < 2**37 else None
+        event_id, when = text(event.get("id")), unix_time(event.get("created"))
         base = ProviderEvent(event_id=event_id, type=text(event.get("type")), occurred_at=when)
         # Thin events carry no object (https://docs.stripe.com/event-destinations): ignored.
         obj = mapping(mapping(event.get("data")).get("object"))
@@ -674,17 +613,15 @@ class StripeProvider(BaseProvider):
             return base
         livemode, mode = event.get("livemode"), self.livemode
         if event.get("account") or (isinstance(livemode, bool) and mode not in (None, livemode)):
-            # A connected account's object, or one of the other mode (a Connect endpoint
-            # also gets test events): never one of our PaymentIntents, whatever its
-            # metadata says.
+            # A connected account's object, or the other mode's (a Connect endpoint also
+            # gets test events): never one of ours, whatever its metadata says.
             logger.warning("Stripe event %s is not about this account and mode.", event_id)
             return base
         try:
             return self._event_update(base, obj, text(event.get("api_version")))
         except InvalidAmount as exc:
-            # Signed by Stripe, so not garbage: an object in a currency we never charge in
-            # (another integration on the account, an old charge) is not ours. Refusing it
-            # would have Stripe retry it for days and, in the end, disable the endpoint.
+            # A currency we never charge in (another integration, an old charge): not ours.
+            # Refused, Stripe would retry it for days, then disable the endpoint.
             logger.warning("Stripe event %s left unapplied: %s", event_id, exc)
             return base
 
@@ -722,8 +659,7 @@ class StripeProvider(BaseProvider):
     def _charge_refunded(
         self, base: ProviderEvent, charge: dict[str, Any], api_version: str, releases: bool
     ) -> ProviderEvent:
-        data = mapping(charge.get("refunds")).get("data")
-        refunds = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        refunds = dicts(mapping(charge.get("refunds")).get("data"))
         released = 0
         if releases:
             released = _released(charge)
@@ -745,7 +681,7 @@ class StripeProvider(BaseProvider):
     def _refunded_total(self, charge: Mapping[str, Any], released: int) -> ProviderPayment | None:
         """What a ``charge.refunded`` without a refunds list says: the total refunded
         (less what releasing the authorization counted in it before basil)."""
-        pid, currency = _id_of(charge.get("payment_intent")), text(charge.get("currency")).upper()
+        pid, currency = _id_of(charge.get("payment_intent")), _currency(charge)
         # from_stripe_amount refuses what is not an amount (InvalidAmount: left unapplied).
         refunded = charge.get("amount_refunded")
         if released and isinstance(refunded, int):
