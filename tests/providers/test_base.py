@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -710,3 +711,35 @@ def test_check_three_decimals_names_the_nearest_amounts(
     with pytest.raises(InvalidAmount) as caught:
         base.check_three_decimals(amount, currency, provider="Acme")
     assert str(caught.value).startswith(f"Acme requires {currency} amounts to end in 0")
+
+
+def test_an_event_has_one_place_for_our_payment_id() -> None:
+    from django_paygate.providers.base import ProviderEvent, ProviderPayment
+
+    ours = "6f1c2a9e-8c4b-4f0e-9d7a-1b2c3d4e5f60"
+    payment = ProviderPayment("pi_1", status=None, our_payment_id=ours)
+
+    assert ProviderEvent("evt_1", "x", payment=payment).our_payment_id == ours
+    assert ProviderEvent("evt_1", "x", payment=payment, our_payment_id="other").our_payment_id == (
+        "other"
+    )
+    assert ProviderEvent("evt_1", "x", our_payment_id=ours).our_payment_id == ours
+    assert ProviderEvent("evt_1", "x").our_payment_id is None
+
+
+@pytest.mark.django_db
+def test_an_event_whose_payment_carries_our_id_finds_the_unlinked_payment() -> None:
+    from django_paygate.providers.base import ProviderEvent, ProviderPayment
+    from django_paygate.services import ledger
+
+    unlinked = PaymentFactory(provider="dummy", provider_payment_id=None)
+    event = ProviderEvent(
+        "evt_1", "x", payment=ProviderPayment(None, status=None, our_payment_id=str(unlinked.pk))
+    )
+
+    lookup = ledger.payment_lookup("dummy", event)
+    assert lookup is not None
+    statement, params = lookup
+    with ledger.sql.database().cursor() as cursor:
+        cursor.execute(statement, params)
+        assert [uuid.UUID(str(row[0])) for row in cursor.fetchall()] == [unlinked.pk]

@@ -130,9 +130,14 @@ class ProviderEvent:
     payment: ProviderPayment | None = None
     refund: ProviderRefund | None = None
     dispute: ProviderDispute | None = None
-    #: Our Payment's id from the event's metadata, if present.
+    #: Our Payment's id from the event's metadata, if present: the one place the
+    #: core reads it. Without it, the id its ``payment`` carries.
     our_payment_id: str | None = None
     occurred_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.our_payment_id is None and self.payment is not None:
+            object.__setattr__(self, "our_payment_id", self.payment.our_payment_id)
 
     @property
     def provider_payment_id(self) -> str | None:

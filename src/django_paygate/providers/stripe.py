@@ -641,7 +641,7 @@ class StripeProvider(BaseProvider):
             payment = self.payment_from_intent(obj)
             if event_type == "payment_intent.payment_failed" and payment.status == P.PENDING:
                 payment = replace(payment, status=P.FAILED)
-            return replace(base, payment=payment, our_payment_id=payment.our_payment_id)
+            return replace(base, payment=payment)
         releases = bool(api_version) and self.releases_are_refunds(api_version)
         if event_type == "charge.refunded" and kind == "charge":
             return self._charge_refunded(base, obj, api_version, releases)
