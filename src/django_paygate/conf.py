@@ -50,10 +50,11 @@ DEFAULTS: Mapping[str, Any] = {
     # post-commit receiver and the email backend's timeout (see docs/signals.md).
     "NOTIFICATION_LEASE": 5 * 60,
     # Rows one claim of the outbox worker takes; a batch is reserved for twice the lease.
-    "NOTIFICATION_BATCH_SIZE": 100,
+    "NOTIFICATION_BATCH_SIZE": 50,
     # Whether marking a notification sent waits for PostgreSQL's WAL flush (see
     # docs/decisions.md, "Side effects"): False saves that wait per email; a crash of
-    # the database server then may re-send the emails of its last fraction of a second.
+    # the database server then may send again the emails of its last fraction of a
+    # second, at most a batch per worker.
     "NOTIFICATION_SYNC_COMMIT": True,
     # JSON API: rate limits, body limits. See docs/api.md.
     "RATE_LIMITS": {},

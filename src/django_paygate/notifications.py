@@ -7,15 +7,20 @@ goes to the :func:`~django_paygate.tasks.deliver_notifications` task (run at
 once by Django's default immediate task backend, or by a worker), or, with
 ``PAYGATE["TASK_BACKEND"] = None``, waits for the drain command.
 
-Delivery of one row:
+Delivery, in batches (:func:`drain`, :func:`deliver`), then one row after another:
 
-1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
-   database lets exactly one worker win it; the others skip it. The claim
-   moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
-   five minutes by default) and counts the attempt. On PostgreSQL the same
-   statement reads the row with its payment, refund, dispute and user. In the
-   webhook view (:func:`held`) with a backend that runs tasks in-process, the
-   row is claimed in the transaction that writes it, and only read afterwards.
+1. **Claim** the rows: the drain takes the next due rows, up to
+   ``PAYGATE["NOTIFICATION_BATCH_SIZE"]`` (50), the task the due rows among the ids it
+   was given. On PostgreSQL one statement picks them with ``FOR UPDATE SKIP LOCKED``
+   (rows another worker is claiming are skipped, not waited for), claims each one
+   still due with a conditional ``UPDATE``, and reads them with their payment,
+   refund, dispute and user; MariaDB and MySQL lock, claim and read them in one
+   transaction; SQLite claims them one conditional ``UPDATE`` each, in one transaction.
+   Every path commits once per batch, and the database lets exactly one worker win
+   each row. The claim moves a row to ``sending`` for a lease and counts the
+   attempt. In the webhook view (:func:`held`) with a backend that runs tasks
+   in-process, the row is claimed in the transaction that writes it, and only read
+   afterwards.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
    logged, the other receivers still run) and, when an email follows, record
    ``signal_sent``, so a retried email never repeats the signal. The record
@@ -23,11 +28,24 @@ Delivery of one row:
    worker's claim. A signal without receivers is neither sent nor recorded;
    a signal-only kind is recorded by step 4.
 3. Send its **email** (:func:`django_paygate.emails.send_notification_email`),
-   only if the claim still held after the signal.
-4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
-   ``pending`` with ``last_error`` and a later ``next_attempt_at`` (exponential
-   backoff from ``NOTIFICATION_RETRY_DELAY``); after
+   only if the claim still held after the signal. The emails of a batch share one
+   connection to the email backend (:class:`~django_paygate.emails.EmailBatch`).
+4. Mark it ``sent``, right after its own email, before the next row starts: a crash
+   repeats at most the one email in flight. If anything in 2-3 raised, the row goes
+   back to ``pending`` with ``last_error`` and a later ``next_attempt_at``
+   (exponential backoff from ``NOTIFICATION_RETRY_DELAY``); after
    ``NOTIFICATION_MAX_ATTEMPTS`` it is given up as ``failed``.
+
+**The lease.** A claim of one row reserves it for ``PAYGATE["NOTIFICATION_LEASE"]``
+(five minutes by default). A claim of several rows reserves them for twice the lease,
+and its worker starts a row only within the first lease after the claim
+(:attr:`Batch.start_by`; the first row always): every row it starts has at least a
+whole lease left for its signal and email, as a row claimed alone has, whatever the
+batch size and however slow the emails before it. The rows it could not start in
+time, or when it is interrupted, it gives back: ``pending``, due at once, the attempt
+uncounted. So the lease must be longer than the slowest receiver and than
+``EMAIL_TIMEOUT``, as before; the batch size only bounds how many rows one worker
+holds (a worker that dies leaves at most a batch for twice the lease).
 
 ``manage.py paygate_send_notifications`` drains what is due. A row whose
 worker died while ``sending`` is claimed again once its lease has expired.
@@ -48,6 +66,13 @@ step again after the lease. One step that outlasts the lease (a receiver
 that blocks for minutes, an email backend without a timeout) lets another
 worker run it too: the lease must be longer than the slowest receiver and
 than ``EMAIL_TIMEOUT``. Delivery is exactly once in every other case.
+
+With ``PAYGATE["NOTIFICATION_SYNC_COMMIT"] = False`` (PostgreSQL; ``True`` by default)
+the mark's commit does not wait for the WAL to reach the disk. Other workers see it at
+once, but a crash of the database server (not of the worker) loses the marks of its last
+moments, at most three times ``wal_writer_delay`` and never more than the marks since
+the batch's claim: their emails are sent again once their lease lapses. See
+docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -250,6 +275,8 @@ def claim_batch(
     # Without locks the ids are read before the transaction: on SQLite, a transaction that
     # read first could not take the write lock while another worker writes.
     candidates = ids if ids is not None or locking else due_ids(size, after=after)
+    if candidates == []:
+        return Batch([], start_by)
     # One row is claimed by one conditional UPDATE and read after it, as it always was.
     single = candidates is not None and len(candidates) == 1
     with nullcontext() if single else transaction.atomic():
@@ -469,10 +496,12 @@ def _sent_statement() -> str:
     """The mark: with ``NOTIFICATION_SYNC_COMMIT`` off, on PostgreSQL and outside a
     transaction, one whose commit does not wait for the WAL to reach the disk."""
     statements = sql.outbox()
+    db = sql.database()
     if (
         statements.sent_async is None
         or paygate_settings.NOTIFICATION_SYNC_COMMIT
-        or sql.database().in_atomic_block  # the caller's transaction is not ours to change
+        or db.in_atomic_block  # the caller's transaction is not ours to change
+        or not db.get_autocommit()
     ):
         return statements.sent
     return statements.sent_async

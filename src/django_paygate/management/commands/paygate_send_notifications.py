@@ -34,7 +34,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Rows claimed at once (default: PAYGATE['NOTIFICATION_BATCH_SIZE'], 100).",
+            help="Rows claimed at once (default: PAYGATE['NOTIFICATION_BATCH_SIZE'], 50).",
         )
         parser.add_argument(
             "--loop",
