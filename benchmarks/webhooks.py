@@ -752,12 +752,19 @@ def profile_worker(db_name: str, args: argparse.Namespace) -> None:
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import F
     from django.test.utils import override_settings
+    from django.utils import timezone
 
     from django_paygate.models import Notification
 
     n, w = args.requests, args.warmup
     payments = _payments("bench_worker", n + w)
+    # As (c') leaves them: succeeded, captured (the receipt shows the date).
+    Payment = type(payments[0])
+    Payment.objects.filter(provider_payment_id__startswith="bench_worker").update(
+        status="succeeded", amount_captured=F("amount"), succeeded_at=timezone.now()
+    )
     Notification.objects.bulk_create(
         [Notification(kind="payment_succeeded", payment=payment) for payment in payments]
     )
