@@ -699,7 +699,11 @@ def run_round(db_name: str, args: argparse.Namespace, number: int) -> dict[str, 
         ):
             start = time.perf_counter()
             call_command(
-                "paygate_send_notifications", "--limit", str(len(owed)), stdout=io.StringIO()
+                "paygate_send_notifications",
+                "--limit",
+                str(len(owed)),
+                *_batch_args(args),
+                stdout=io.StringIO(),
             )
             elapsed = time.perf_counter() - start
         rates[label[:4].strip()] = len(owed) / elapsed
@@ -745,6 +749,11 @@ def profile_round(db_name: str, args: argparse.Namespace) -> None:
         print_profile(out)
 
 
+def _batch_args(args: argparse.Namespace) -> list[str]:
+    """``--batch-size`` for the drain command, when asked (code before batches has none)."""
+    return [] if args.batch_size is None else ["--batch-size", str(args.batch_size)]
+
+
 def profile_worker(db_name: str, args: argparse.Namespace) -> None:
     """(d) in this process, instrumented: where a notification's delivery time goes."""
     import tempfile
@@ -772,11 +781,17 @@ def profile_worker(db_name: str, args: argparse.Namespace) -> None:
         cursor.execute("ANALYZE")
     paygate = {**settings.PAYGATE, "NOTIFICATION_SYNC_COMMIT": not args.async_commit}
     with override_settings(PAYGATE=paygate), tempfile.TemporaryDirectory() as tmp:
-        call_command("paygate_send_notifications", "--limit", str(w), stdout=io.StringIO())
+        call_command(
+            "paygate_send_notifications",
+            "--limit",
+            str(w),
+            *_batch_args(args),
+            stdout=io.StringIO(),
+        )
         profiler = PhaseProfiler(Path(tmp) / "profile")
         profiler.install(WORKER_PHASES)
         start = time.perf_counter()
-        call_command("paygate_send_notifications", stdout=io.StringIO())
+        call_command("paygate_send_notifications", *_batch_args(args), stdout=io.StringIO())
         elapsed = time.perf_counter() - start
         sent = Notification.objects.filter(
             status=Notification.Status.SENT, payment__provider_payment_id__startswith="bench_worker"
@@ -824,6 +839,13 @@ def main() -> None:
         "--profile-worker",
         action="store_true",
         help="only (d), in this process: print where a notification's time goes, by phase",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="rows per claim of the drain in (d), (d') and --profile-worker "
+        "(default: the command's own)",
     )
     parser.add_argument(
         "--async-commit",

@@ -261,6 +261,13 @@ def claim_batch(
     until = start_by + lease()
     statements = sql.outbox()
     db = sql.database()
+    if statements.claim_one is not None and ids is not None and len(ids) == 1:
+        # One row (a task's usual lot): the one-row claim, reading it in the same statement.
+        with db.cursor() as cursor:
+            cursor.execute(
+                statements.claim_one, [Status.SENDING, _when(until), ids[0], *_due_params(now)]
+            )
+            return Batch(list(cursor.fetchall()), start_by)
     if statements.claim_due is not None and statements.claim_listed is not None:
         due = _due_params(now)
         if ids is None:

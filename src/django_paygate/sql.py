@@ -389,6 +389,9 @@ class OutboxStatements:
     claim_due: str | None
     #: PostgreSQL: the same for the due rows among a list of ids (``= ANY(%s)``).
     claim_listed: str | None
+    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement, for one id (cheaper to
+    #: plan than :attr:`claim_listed`); ``None`` elsewhere.
+    claim_one: str | None
     due_ids: str
     load: str
     #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
@@ -495,6 +498,11 @@ def outbox() -> OutboxStatements:
         claim_due=claim_and_read(f"{due_ids} LIMIT %s") if postgresql else None,
         claim_listed=(
             claim_and_read(f"SELECT {id_} FROM {table} WHERE {id_} = ANY(%s) AND {due}")
+            if postgresql
+            else None
+        ),
+        claim_one=(
+            f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
             if postgresql
             else None
         ),
