@@ -241,11 +241,13 @@ def claim_batch(
     """Claim up to ``size`` due rows with ids above ``after``, oldest first, or (``ids``) the
     due rows among ``ids``, and read them; rows another worker holds are skipped.
 
-    One statement on PostgreSQL (``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
-    LIMIT …) RETURNING``, joined with the related rows). With ``SKIP LOCKED`` elsewhere
-    (MariaDB 10.6+, MySQL 8): lock the ids, claim them, read them, in one transaction.
-    Without it (SQLite, which serialises writers): the due ids, then one conditional claim
-    per row and the read, in one transaction. Every path commits once per batch.
+    One statement on PostgreSQL: a ``MATERIALIZED`` CTE picks the ids (``FOR UPDATE SKIP
+    LOCKED LIMIT …``), ``UPDATE … WHERE id IN (picked) AND <due> RETURNING`` claims them,
+    joined with the related rows (:func:`sql.outbox`); a single id takes the one-row
+    claim-and-read statement. With ``SKIP LOCKED`` elsewhere (MariaDB 10.6+, MySQL 8):
+    lock the ids, claim them, read them, in one transaction. Without it (SQLite, which
+    serialises writers): the due ids, then one conditional claim per row and the read,
+    in one transaction. Every path commits once per batch.
 
     A claim of several rows reserves them for twice the lease: its worker starts them
     within the first (:attr:`Batch.start_by`) and gives back the ones it could not start.
