@@ -413,6 +413,10 @@ class OutboxStatements:
     _set_claim: str
     _selected_from: str
 
+    @staticmethod
+    def _marks(count: int) -> str:
+        return ", ".join(["%s"] * count)
+
     def due_ids_locked(self) -> str:
         """:attr:`due_ids` with ``LIMIT %s``, locking the rows it returns and skipping the
         rows other transactions hold (``FOR UPDATE SKIP LOCKED``: MariaDB 10.6+, MySQL 8)."""
@@ -421,23 +425,18 @@ class OutboxStatements:
     def listed_ids_locked(self, count: int) -> str:
         """The due ids among ``count`` ids, locked as :meth:`due_ids_locked` locks them."""
         return (
-            f"SELECT {self._id} FROM {self._table} WHERE {self._id} IN ({_marks(count)}) "
+            f"SELECT {self._id} FROM {self._table} WHERE {self._id} IN ({self._marks(count)}) "
             f"AND {self._due} ORDER BY {self._id} FOR UPDATE SKIP LOCKED"
         )
 
     def claim_ids(self, count: int) -> str:
         """:attr:`claim` for ``count`` ids in one ``UPDATE`` (each one only if still due)."""
-        return f"{self._set_claim} WHERE {self._id} IN ({_marks(count)}) AND {self._due}"
+        return f"{self._set_claim} WHERE {self._id} IN ({self._marks(count)}) AND {self._due}"
 
     def load_ids(self, count: int) -> str:
         """:attr:`load` for ``count`` ids, in id order."""
-        return (
-            f"{self._selected_from} WHERE n.{self._id} IN ({_marks(count)}) ORDER BY n.{self._id}"
-        )
-
-
-def _marks(count: int) -> str:
-    return ", ".join(["%s"] * count)
+        where = f"n.{self._id} IN ({self._marks(count)})"
+        return f"{self._selected_from} WHERE {where} ORDER BY n.{self._id}"
 
 
 @cache
