@@ -25,14 +25,21 @@ from a pool of threads using ``http.client``, one connection per request):
 (c') the same with the outbox left to its worker (``PAYGATE["TASK_BACKEND"] =
     None``: nothing is enqueued, ``paygate_send_notifications --loop`` delivers);
 (d) that worker: ``paygate_send_notifications`` in this process delivers what (c')
-    left in the outbox (signal and email of each row), in notifications/s. (c')
-    only defers this work: a site must do (c') and (d), so the script also prints
-    the rate of both run one after the other on the same CPUs.
+    left in the outbox (signal and email of each row), in notifications/s, as the
+    command runs it: in batches of ``NOTIFICATION_BATCH_SIZE`` where the code has
+    them, each row marked sent after its own email. (c') only defers this work: a
+    site must do (c') and (d), so the script also prints the rate of both run one
+    after the other on the same CPUs;
+(d') the same worker on a copy of those rows with ``NOTIFICATION_SYNC_COMMIT =
+    False`` (the mark's commit does not wait for the WAL flush). Code without the
+    setting ignores it: there (d') measures (d) again.
 
 ``--profile`` runs only (c), from one instrumented gunicorn worker, and prints where an
 event's time goes, by phase (the webhook, the Tasks framework, the claim, the read, the
 signal, the email's parts, the mark): Python CPU, the worker's PostgreSQL backend's CPU
-and wall time.
+and wall time. ``--profile-worker`` does the same for (d): the drain command, in this
+process, over ``--requests`` outbox rows after ``--warmup`` (add ``--async-commit`` for
+``NOTIFICATION_SYNC_COMMIT = False``).
 
 ``--prepared`` runs every scenario with psycopg's server-side binding and
 prepared statements (``OPTIONS: {"server_side_binding": True,
@@ -79,6 +86,7 @@ ROWS_PATH = "/bench/rows/"
 PAYGATE_PATH = "/api/payments/webhooks/dummy/"
 CPRIME = "(c')"
 DRAIN = "(d) the outbox worker drains what (c') left (1 process)"
+DRAIN_ASYNC = "(d') the same, NOTIFICATION_SYNC_COMMIT = False"
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +280,26 @@ PHASES = (
     ("django_paygate.emails", "_render", "email: render three templates"),
     ("django_paygate.emails", "send_message", "email: the backend call"),
 )
+#: The phases of ``--profile-worker``: the drain command in this process.
+WORKER_PHASES = (
+    ("django_paygate.notifications", "drain", "the drain: its loop"),
+    ("django_paygate.notifications", "claim_batch", "claim a batch: one statement + commit"),
+    ("django_paygate.notifications", "_claim_and_read", "claim and read: one statement + commit"),
+    ("django_paygate.notifications", "due_ids", "the due ids: one SELECT"),
+    ("django_paygate.notifications", "_deliver_batch", "the batch: its loop, the lease check"),
+    ("django_paygate.notifications", "deliver", "the delivery loop"),
+    ("django_paygate.notifications", "_deliver_claimed", "per row: the instances, bookkeeping"),
+    ("django_paygate.notifications", "_send_signal", "post-commit signal (no receivers)"),
+    ("django_paygate.notifications", "_update", "UPDATE + commit"),
+    ("django_paygate.notifications", "send_notification_email", "email: the rest"),
+    ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
+    ("django_paygate.emails", "render_email", "email: language activation"),
+    ("django_paygate.emails", "build_context", "email: build the context"),
+    ("django_paygate.emails", "_render_message", "email: build the message"),
+    ("django_paygate.emails", "_render", "email: render three templates"),
+    ("django_paygate.emails", "send_message", "email: the backend call"),
+    ("django_paygate.emails", "EmailBatch.send", "email: the backend call"),
+)
 PROFILE_RESET_PATH = "/bench/profile-reset/"
 REQUEST_PHASE = "the rest of the request (gunicorn, Django, view)"
 
@@ -362,16 +390,21 @@ class PhaseProfiler:
         finally:
             result.close()  # where the server runs the delivery
 
-    def install(self) -> None:
+    def install(self, phases: tuple[tuple[str, str, str], ...] = PHASES) -> None:
         import importlib
 
-        for module_name, name, label in PHASES:
-            module = importlib.import_module(module_name)
-            if hasattr(module, name):  # phases of other versions are left out
-                setattr(module, name, self.wrap(getattr(module, name), label))
+        for module_name, name, label in phases:
+            owner: Any = importlib.import_module(module_name)
+            *path, attribute = name.split(".")  # "Class.method"
+            for part in path:
+                owner = getattr(owner, part, None)
+            if hasattr(owner, attribute):  # phases of other versions are left out
+                setattr(owner, attribute, self.wrap(getattr(owner, attribute), label))
 
 
-def print_profile(out: Path) -> None:
+def print_profile(
+    out: Path, phases: tuple[tuple[str, str, str], ...] = PHASES, unit: str = "event"
+) -> None:
     """Sum the workers' phase figures; print them per event, in microseconds."""
     requests = 0
     rows: dict[str, list[float]] = {}
@@ -384,9 +417,9 @@ def print_profile(out: Path) -> None:
             row = rows.setdefault(key, [0, 0, 0, 0])
             for i, value in enumerate(values):
                 row[i] += value
-    print(f"\nper event, over {requests} events (exclusive of the phases listed below them)")
+    print(f"\nper {unit}, over {requests} {unit}s (exclusive of the phases listed below them)")
     print(f"{'phase':58} {'calls':>5} {'Python us':>9} {'PG us':>7} {'wall us':>8}")
-    order = [REQUEST_PHASE] + [label for *_, label in PHASES]
+    order = [REQUEST_PHASE] + [label for *_, label in phases]
     keys = sorted(rows, key=lambda k: next(i for i, o in enumerate(order) if k.endswith(o)))
     sums = [0.0, 0.0, 0.0]
     for key in keys:
@@ -399,7 +432,7 @@ def print_profile(out: Path) -> None:
     print(f"{'total':58} {'':5} {sums[0]:9.0f} {sums[1]:7.0f} {sums[2]:8.0f}")
     boundaries = 2 * sum(row[0] for row in rows.values()) / requests
     print(
-        f"(includes the instrumentation: {boundaries:.0f} clock readings per event at "
+        f"(includes the instrumentation: {boundaries:.0f} clock readings per {unit} at "
         f"{clock[0] / 1000:.0f} us of Python CPU, {clock[1] / 1000:.0f} us wall each)"
     )
 
@@ -610,13 +643,16 @@ LABELS = (
     "(c) django-paygate, outbox delivered in the request",
     "(c') django-paygate, outbox left to its worker",
     DRAIN,
+    DRAIN_ASYNC,
 )
 
 
 def run_round(db_name: str, args: argparse.Namespace, number: int) -> dict[str, float]:
     """Every scenario once, on fresh payments; events/s by scenario key ("(a)" … "(d)")."""
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
+    from django.test.utils import override_settings
 
     from django_paygate.models import Notification, get_payment_model
 
@@ -652,12 +688,28 @@ def run_round(db_name: str, args: argparse.Namespace, number: int) -> dict[str, 
     Notification.objects.filter(
         payment__provider_payment_id__startswith=f"bench_e{number}_"
     ).delete()
-    owed = Notification.objects.filter(status=Notification.Status.PENDING).count()
-    start = time.perf_counter()
-    call_command("paygate_send_notifications", stdout=io.StringIO())
-    elapsed = time.perf_counter() - start
-    rates["(d)"] = owed / elapsed
-    print(f"{DRAIN:55} {elapsed:8.2f} {owed / elapsed:9.0f}  {owed} notifications")
+    owed = list(Notification.objects.filter(status=Notification.Status.PENDING).order_by("pk"))
+    # (d') drains a copy of the same rows; the drain takes the oldest first: (d) the originals.
+    Notification.objects.bulk_create(
+        [Notification(kind=row.kind, payment_id=row.payment_id) for row in owed]
+    )
+    for label, sync_commit in ((DRAIN, True), (DRAIN_ASYNC, False)):
+        with override_settings(
+            PAYGATE={**settings.PAYGATE, "NOTIFICATION_SYNC_COMMIT": sync_commit}
+        ):
+            start = time.perf_counter()
+            call_command(
+                "paygate_send_notifications",
+                "--limit",
+                str(len(owed)),
+                *_batch_args(args),
+                stdout=io.StringIO(),
+            )
+            elapsed = time.perf_counter() - start
+        rates[label[:4].strip()] = len(owed) / elapsed
+        print(f"{label:55} {elapsed:8.2f} {len(owed) / elapsed:9.0f}  {len(owed)} notifications")
+    if Notification.objects.exclude(status=Notification.Status.SENT).exists():
+        raise RuntimeError("(d) and (d') left notifications unsent")
     for key, scenario in (("e", "(b+)"), ("c", "(c)"), ("d", "(c')")):
         done = (
             get_payment_model()
@@ -697,6 +749,64 @@ def profile_round(db_name: str, args: argparse.Namespace) -> None:
         print_profile(out)
 
 
+def _batch_args(args: argparse.Namespace) -> list[str]:
+    """``--batch-size`` for the drain command, when asked (code before batches has none)."""
+    return [] if args.batch_size is None else ["--batch-size", str(args.batch_size)]
+
+
+def profile_worker(db_name: str, args: argparse.Namespace) -> None:
+    """(d) in this process, instrumented: where a notification's delivery time goes."""
+    import tempfile
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import F
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from django_paygate.models import Notification
+
+    n, w = args.requests, args.warmup
+    payments = _payments("bench_worker", n + w)
+    # As (c') leaves them: succeeded, captured (the receipt shows the date).
+    Payment = type(payments[0])
+    Payment.objects.filter(provider_payment_id__startswith="bench_worker").update(
+        status="succeeded", amount_captured=F("amount"), succeeded_at=timezone.now()
+    )
+    Notification.objects.bulk_create(
+        [Notification(kind="payment_succeeded", payment=payment) for payment in payments]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    paygate = {**settings.PAYGATE, "NOTIFICATION_SYNC_COMMIT": not args.async_commit}
+    with override_settings(PAYGATE=paygate), tempfile.TemporaryDirectory() as tmp:
+        call_command(
+            "paygate_send_notifications",
+            "--limit",
+            str(w),
+            *_batch_args(args),
+            stdout=io.StringIO(),
+        )
+        profiler = PhaseProfiler(Path(tmp) / "profile")
+        profiler.install(WORKER_PHASES)
+        start = time.perf_counter()
+        call_command("paygate_send_notifications", *_batch_args(args), stdout=io.StringIO())
+        elapsed = time.perf_counter() - start
+        sent = Notification.objects.filter(
+            status=Notification.Status.SENT, payment__provider_payment_id__startswith="bench_worker"
+        ).count()
+        if sent != n + w:
+            raise RuntimeError(f"the drain sent {sent} of {n + w} notifications")
+        print(
+            f"(d) in this process, NOTIFICATION_SYNC_COMMIT = {not args.async_commit}: "
+            f"{n / elapsed:.0f} notifications/s instrumented"
+        )
+        data = {"requests": n, "totals": profiler.totals, "clock": profiler.overhead()}
+        profiler.out.with_suffix(f".{os.getpid()}.json").write_text(json.dumps(data))
+        print_profile(profiler.out, WORKER_PHASES, unit="notification")
+
+
 def _ratio(rates: dict[str, float], name: str) -> float:
     """A ratio of one round: "(c)/(b)", or "((c') then (d))/(b)" for both run in turn."""
     if name.startswith("(("):
@@ -724,6 +834,23 @@ def main() -> None:
         "--profile",
         action="store_true",
         help="only (c), one gunicorn worker: print where a delivery's time goes, by phase",
+    )
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="only (d), in this process: print where a notification's time goes, by phase",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="rows per claim of the drain in (d), (d') and --profile-worker "
+        "(default: the command's own)",
+    )
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="with --profile-worker: NOTIFICATION_SYNC_COMMIT = False",
     )
     parser.add_argument("--pg-host", default=PG["host"])
     parser.add_argument("--pg-port", default=PG["port"])
@@ -763,6 +890,10 @@ def main() -> None:
             profile_round(db_name, args)
             connection.close()
             return
+        if args.profile_worker:
+            profile_worker(db_name, args)
+            connection.close()
+            return
         rounds = [run_round(db_name, args, number) for number in range(1, args.rounds + 1)]
 
         print("\nmedian over the rounds (each ratio is taken within its round, then the median)")
@@ -775,6 +906,7 @@ def main() -> None:
             "(c')/(b)": "target: >= 0.80 (the outbox left to its worker)",
             "(c')/(b+)": "django-paygate beside its own SQL",
             "((c') then (d))/(b)": "the worker on the same CPUs",
+            "(d')/(d)": "the mark without waiting for the WAL flush",
         }
         for name, note in ratios.items():
             value = median(_ratio(r, name) for r in rounds)

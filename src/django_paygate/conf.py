@@ -49,6 +49,13 @@ DEFAULTS: Mapping[str, Any] = {
     # Seconds a worker holds a notification it claimed; longer than the slowest
     # post-commit receiver and the email backend's timeout (see docs/signals.md).
     "NOTIFICATION_LEASE": 5 * 60,
+    # Rows one claim of the outbox worker takes; a batch is reserved for twice the lease.
+    "NOTIFICATION_BATCH_SIZE": 50,
+    # Whether marking a notification sent waits for PostgreSQL's WAL flush (see
+    # docs/decisions.md, "Side effects"): False saves that wait per email; a crash of
+    # the database server then may send again the emails of its last fraction of a
+    # second, at most a batch per worker.
+    "NOTIFICATION_SYNC_COMMIT": True,
     # JSON API: rate limits, body limits. See docs/api.md.
     "RATE_LIMITS": {},
     "API_MAX_METADATA_BYTES": 4096,
@@ -69,7 +76,7 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 #: Settings that must be ``True`` or ``False``.
-BOOLEANS = ("DUMMY_ALLOWED_IN_PRODUCTION",)
+BOOLEANS = ("DUMMY_ALLOWED_IN_PRODUCTION", "NOTIFICATION_SYNC_COMMIT")
 
 PROVIDER_KEYS = frozenset({"BACKEND", "OPTIONS", "WEBHOOK_ALLOWED_IPS"})
 
@@ -83,6 +90,7 @@ INTEGER_MINIMUMS = {
     "NOTIFICATION_MAX_ATTEMPTS": 1,
     "NOTIFICATION_RETRY_DELAY": 0,
     "NOTIFICATION_LEASE": 1,
+    "NOTIFICATION_BATCH_SIZE": 1,
     "API_MAX_METADATA_BYTES": 1,
     "API_MAX_BODY_BYTES": 1,
     "ANALYTICS_FRAUD_MIN_FAILURES": 1,
@@ -90,7 +98,7 @@ INTEGER_MINIMUMS = {
 }
 
 #: Integer settings with a greatest value too.
-INTEGER_MAXIMUMS = {"RATE_LIMIT_IPV6_PREFIX": 128}
+INTEGER_MAXIMUMS = {"RATE_LIMIT_IPV6_PREFIX": 128, "NOTIFICATION_BATCH_SIZE": 1000}
 
 
 def _unknown_key_message(key: str, known: set[str] | frozenset[str], where: str) -> str:

@@ -405,10 +405,68 @@ def send_message(message: EmailMultiAlternatives, mailer: str | None = None) -> 
     """
     if MAILERS_SUPPORTED:
         return int(message.send(using=mailer) if mailer else message.send())
+    return int(open_connection(mailer).send_messages([message]) or 0)
+
+
+def open_connection(mailer: str | None = None) -> Any:
+    """A new instance of ``mailer``'s email backend (see :func:`send_message`), not yet open."""
+    if MAILERS_SUPPORTED:
+        from django.core.mail import mailers
+
+        return mailers[mailer] if mailer else mailers.default
     from django.core.mail import get_connection  # Django < 6.1
 
-    connection = get_connection(mailer)
-    return int(connection.send_messages([message]) or 0)
+    return get_connection(mailer)
+
+
+class EmailBatch:
+    """Sends the emails of several notifications with one read of ``PAYGATE["EMAILS"]`` and
+    one connection to the email backend: for SMTP one login for the batch instead of one per
+    email, for an anymail ESP one HTTP session.
+
+    The settings are read at the first email, the connection opened then, and closed when
+    the ``with`` block ends. After a failed send it is closed at once, and the next email
+    opens a new one: a connection the server dropped fails one email, not the batch.
+    """
+
+    def __init__(self) -> None:
+        self._conf: EmailSettings | None = None
+        self._connection: Any = None
+
+    def __enter__(self) -> EmailBatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def conf(self) -> EmailSettings:
+        """``PAYGATE["EMAILS"]`` with its defaults, read once for the batch."""
+        if self._conf is None:
+            self._conf = get_email_settings()
+        return self._conf
+
+    def send(self, message: EmailMultiAlternatives) -> int:
+        """Send ``message`` through the batch's connection; errors propagate, as
+        :func:`send_message`'s do."""
+        if not message.recipients():
+            return 0
+        try:
+            if self._connection is None:
+                connection = open_connection(self.conf().mailer)
+                connection.open()
+                self._connection = connection
+            return int(self._connection.send_messages([message]) or 0)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # the messages are sent; a failing QUIT changes nothing
+                logger.warning("Closing the email connection failed.", exc_info=True)
 
 
 def esp_message_id(message: EmailMultiAlternatives) -> str:
@@ -419,22 +477,23 @@ def esp_message_id(message: EmailMultiAlternatives) -> str:
     return str(message_id)[:255] if message_id is not None else ""
 
 
-def send_notification_email(notification: Notification) -> int:
+def send_notification_email(notification: Notification, *, mailer: EmailBatch | None = None) -> int:
     """Send the email ``notification`` owes, if any; the number of messages sent (0 or 1).
 
     No email for the kind, emails switched off, or nobody to send to: returns 0.
     When an anymail ESP sent it, ``notification.esp_message_id`` is set to the ESP's
     message id (the outbox stores it with the row, for delivery tracking).
     Anything else that goes wrong (a template error, the email backend) raises,
-    and the outbox retries later.
+    and the outbox retries later. ``mailer``: the :class:`EmailBatch` of several
+    notifications, whose settings and connection it uses.
     """
     if notification.kind not in EMAIL_FOR_KIND:
         return 0  # signal-only kinds need no email settings at all
-    conf = get_email_settings()
+    conf = mailer.conf() if mailer is not None else get_email_settings()
     message = render_email(notification, conf)
     if message is None:
         return 0
-    sent = send_message(message, conf.mailer)
+    sent = mailer.send(message) if mailer is not None else send_message(message, conf.mailer)
     notification.esp_message_id = esp_message_id(message)
     logger.info(
         "Sent %s email for payment %s (notification %s).",

@@ -7,15 +7,20 @@ goes to the :func:`~django_paygate.tasks.deliver_notifications` task (run at
 once by Django's default immediate task backend, or by a worker), or, with
 ``PAYGATE["TASK_BACKEND"] = None``, waits for the drain command.
 
-Delivery of one row:
+Delivery, in batches (:func:`drain`, :func:`deliver`), then one row after another:
 
-1. **Claim** it with one conditional ``UPDATE … WHERE id = … AND <due>``: the
-   database lets exactly one worker win it; the others skip it. The claim
-   moves it to ``sending`` for a lease (``PAYGATE["NOTIFICATION_LEASE"]``,
-   five minutes by default) and counts the attempt. On PostgreSQL the same
-   statement reads the row with its payment, refund, dispute and user. In the
-   webhook view (:func:`held`) with a backend that runs tasks in-process, the
-   row is claimed in the transaction that writes it, and only read afterwards.
+1. **Claim** the rows: the drain takes the next due rows, up to
+   ``PAYGATE["NOTIFICATION_BATCH_SIZE"]`` (50), the task the due rows among the ids it
+   was given. On PostgreSQL one statement picks them with ``FOR UPDATE SKIP LOCKED``
+   (rows another worker is claiming are skipped, not waited for), claims each one
+   still due with a conditional ``UPDATE``, and reads them with their payment,
+   refund, dispute and user; MariaDB and MySQL lock, claim and read them in one
+   transaction; SQLite claims them one conditional ``UPDATE`` each, in one transaction.
+   Every path commits once per batch, and the database lets exactly one worker win
+   each row. The claim moves a row to ``sending`` for a lease and counts the
+   attempt. In the webhook view (:func:`held`) with a backend that runs tasks
+   in-process, the row is claimed in the transaction that writes it, and only read
+   afterwards.
 2. Send its **post-commit signal** once (``send_robust``: a failing receiver is
    logged, the other receivers still run) and, when an email follows, record
    ``signal_sent``, so a retried email never repeats the signal. The record
@@ -23,11 +28,24 @@ Delivery of one row:
    worker's claim. A signal without receivers is neither sent nor recorded;
    a signal-only kind is recorded by step 4.
 3. Send its **email** (:func:`django_paygate.emails.send_notification_email`),
-   only if the claim still held after the signal.
-4. Mark it ``sent``. If anything in 2-3 raised, the row goes back to
-   ``pending`` with ``last_error`` and a later ``next_attempt_at`` (exponential
-   backoff from ``NOTIFICATION_RETRY_DELAY``); after
+   only if the claim still held after the signal. The emails of a batch share one
+   connection to the email backend (:class:`~django_paygate.emails.EmailBatch`).
+4. Mark it ``sent``, right after its own email, before the next row starts: a crash
+   repeats at most the one email in flight. If anything in 2-3 raised, the row goes
+   back to ``pending`` with ``last_error`` and a later ``next_attempt_at``
+   (exponential backoff from ``NOTIFICATION_RETRY_DELAY``); after
    ``NOTIFICATION_MAX_ATTEMPTS`` it is given up as ``failed``.
+
+**The lease.** A claim of one row reserves it for ``PAYGATE["NOTIFICATION_LEASE"]``
+(five minutes by default). A claim of several rows reserves them for twice the lease,
+and its worker starts a row only within the first lease after the claim
+(:attr:`Batch.start_by`; the first row always): every row it starts has at least a
+whole lease left for its signal and email, as a row claimed alone has, whatever the
+batch size and however slow the emails before it. The rows it could not start in
+time, or when it is interrupted, it gives back: ``pending``, due at once, the attempt
+uncounted. So the lease must be longer than the slowest receiver and than
+``EMAIL_TIMEOUT``, as before; the batch size only bounds how many rows one worker
+holds (a worker that dies leaves at most a batch for twice the lease).
 
 ``manage.py paygate_send_notifications`` drains what is due. A row whose
 worker died while ``sending`` is claimed again once its lease has expired.
@@ -48,26 +66,33 @@ step again after the lease. One step that outlasts the lease (a receiver
 that blocks for minutes, an email backend without a timeout) lets another
 worker run it too: the lease must be longer than the slowest receiver and
 than ``EMAIL_TIMEOUT``. Delivery is exactly once in every other case.
+
+With ``PAYGATE["NOTIFICATION_SYNC_COMMIT"] = False`` (PostgreSQL; ``True`` by default)
+the mark's commit does not wait for the WAL to reach the disk. Other workers see it at
+once, but a crash of the database server (not of the worker) loses the marks of its last
+moments, at most three times ``wal_writer_delay`` and never more than the marks since
+the batch's claim: their emails are sent again once their lease lapses. See
+docs/decisions.md.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from django_paygate import sql
 from django_paygate.conf import paygate_settings
-from django_paygate.emails import EMAIL_FOR_KIND, send_notification_email
+from django_paygate.emails import EMAIL_FOR_KIND, EmailBatch, send_notification_email
 from django_paygate.models import Dispute, Notification, Refund, get_payment_model
 from django_paygate.signals import POST_COMMIT_SIGNALS
 
@@ -77,6 +102,11 @@ Status = Notification.Status
 
 #: The longest wait between two attempts, whatever the backoff says.
 MAX_RETRY_DELAY = timedelta(hours=6)
+
+#: Where a row read by :func:`sql.outbox`'s statements has the notification's id and its
+#: attempt number (its own columns come first, in field order).
+_FIELDS = [field.attname for field in Notification._meta.concrete_fields]
+_ID, _ATTEMPTS = _FIELDS.index("id"), _FIELDS.index("attempts")
 
 
 @dataclass
@@ -170,7 +200,12 @@ def enqueue(notification_ids: list[int], *, claimed: bool = False) -> None:
 def claim(notification_id: int) -> bool:
     """Take ``notification_id`` for this worker; ``False`` if another has it or it is done."""
     now = timezone.now()
-    params = [Status.SENDING, _when(now + lease()), notification_id, *_due_params(now)]
+    return _claim(notification_id, now, now + lease())
+
+
+def _claim(pk: int, now: datetime, until: datetime) -> bool:
+    """The one-row claim: ``pk`` is this worker's until ``until`` if it was due at ``now``."""
+    params = [Status.SENDING, _when(until), pk, *_due_params(now)]
     with sql.database().cursor() as cursor:
         cursor.execute(sql.outbox().claim, params)
         return cursor.rowcount == 1
@@ -181,46 +216,212 @@ def lease() -> timedelta:
     return timedelta(seconds=int(paygate_settings.NOTIFICATION_LEASE))
 
 
+def batch_size() -> int:
+    """How many rows one claim takes (``PAYGATE["NOTIFICATION_BATCH_SIZE"]``)."""
+    return int(paygate_settings.NOTIFICATION_BATCH_SIZE)
+
+
+@dataclass
+class Batch:
+    """The rows one claim took for this worker, oldest first, as the claim read them (each
+    with its payment, refund, dispute and the payment's user)."""
+
+    rows: list[Sequence[Any]]
+    #: A row after the first is started only until then. The claim reserved every row for
+    #: a whole lease after this moment, so each row has a lease for its signal and email.
+    start_by: datetime
+
+    def ids(self) -> list[int]:
+        return [row[_ID] for row in self.rows]
+
+
+def claim_batch(
+    size: int | None = None, *, after: int | None = None, ids: Sequence[int] | None = None
+) -> Batch:
+    """Claim up to ``size`` due rows with ids above ``after``, oldest first, or (``ids``) the
+    due rows among ``ids``, and read them; rows another worker holds are skipped.
+
+    One statement on PostgreSQL: a ``MATERIALIZED`` CTE picks the ids (``FOR UPDATE SKIP
+    LOCKED LIMIT …``), ``UPDATE … WHERE id IN (picked) AND <due> RETURNING`` claims them,
+    joined with the related rows (:func:`sql.outbox`); a single id takes the one-row
+    claim-and-read statement. With ``SKIP LOCKED`` elsewhere (MariaDB 10.6+, MySQL 8):
+    lock the ids, claim them, read them, in one transaction. Without it (SQLite, which
+    serialises writers): the due ids, then one conditional claim per row and the read,
+    in one transaction. Every path commits once per batch.
+
+    A claim of several rows reserves them for twice the lease: its worker starts them
+    within the first (:attr:`Batch.start_by`) and gives back the ones it could not start.
+    """
+    size = batch_size() if size is None else size
+    if ids is not None:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return Batch([], timezone.now())
+    now = timezone.now()
+    several = len(ids) > 1 if ids is not None else size > 1
+    start_by = now + lease() if several else now
+    until = start_by + lease()
+    statements = sql.outbox()
+    db = sql.database()
+    if statements.claim_one is not None and ids is not None and len(ids) == 1:
+        # One row (a task's usual lot): the one-row claim, reading it in the same statement.
+        with db.cursor() as cursor:
+            cursor.execute(
+                statements.claim_one, [Status.SENDING, _when(until), ids[0], *_due_params(now)]
+            )
+            return Batch(list(cursor.fetchall()), start_by)
+    if statements.claim_due is not None and statements.claim_listed is not None:
+        due = _due_params(now)
+        if ids is None:
+            statement = statements.claim_due
+            picked = [*due, 0 if after is None else after, size]  # ids start at 1
+        else:
+            statement, picked = statements.claim_listed, [ids, *due]
+        with db.cursor() as cursor:
+            cursor.execute(statement, [*picked, Status.SENDING, _when(until), *due])
+            return Batch(list(cursor.fetchall()), start_by)
+    locking = db.features.has_select_for_update_skip_locked
+    # Without locks the ids are read before the transaction: on SQLite, a transaction that
+    # read first could not take the write lock while another worker writes.
+    candidates = ids if ids is not None or locking else due_ids(size, after=after)
+    if candidates == []:
+        return Batch([], start_by)
+    # One row is claimed by one conditional UPDATE and read after it, as it always was.
+    single = candidates is not None and len(candidates) == 1
+    with nullcontext() if single else transaction.atomic():
+        if locking and not single:
+            won = _claim_locked(size, after, candidates, now, until)
+        else:
+            won = [pk for pk in candidates or () if _claim(pk, now, until)]
+        if not won:
+            return Batch([], start_by)
+        with db.cursor() as cursor:
+            cursor.execute(statements.load_ids(len(won)), won)
+            return Batch(list(cursor.fetchall()), start_by)
+
+
+def _claim_locked(
+    size: int, after: int | None, ids: list[int] | None, now: datetime, until: datetime
+) -> list[int]:
+    """Inside a transaction, with ``SKIP LOCKED``: lock the due ids (above ``after`` or
+    among ``ids``), then claim them in one ``UPDATE``; the ids claimed."""
+    statements = sql.outbox()
+    due = _due_params(now)
+    with sql.database().cursor() as cursor:
+        if ids is None:
+            cursor.execute(statements.due_ids_locked(), [*due, 0 if after is None else after, size])
+        else:
+            cursor.execute(statements.listed_ids_locked(len(ids)), [*ids, *due])
+        locked = [row[0] for row in cursor.fetchall()]
+        if not locked:
+            return []
+        cursor.execute(
+            statements.claim_ids(len(locked)), [Status.SENDING, _when(until), *locked, *due]
+        )
+        if cursor.rowcount != len(locked):  # the rows are locked by this transaction
+            raise DatabaseError(f"Claimed {cursor.rowcount} of the {len(locked)} rows locked.")
+    return locked
+
+
 def deliver(notification_ids: list[int], *, claimed: bool = False) -> dict[str, int]:
     """Deliver the given outbox rows that are due; counts of ``sent``, ``failed``, ``skipped``.
 
     Call it outside a transaction (as the task and the drain command do). A row
     another worker holds, one already delivered, or one whose lease this worker
-    outlived (the worker that took it over delivers it) is skipped.
+    outlived (the worker that took it over delivers it) is skipped. The rows are
+    claimed in batches of :func:`batch_size` (one statement each on PostgreSQL).
 
     ``claimed``: the rows were claimed (attempt 1) in the transaction that wrote them,
     by this process; they are read, not claimed again, and skipped if that claim is no
     longer current.
     """
     counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
-    for pk in notification_ids:
-        row = _read_claimed(pk) if claimed else _claim_and_read(pk)
-        counts[SKIPPED if row is None else _deliver_claimed(pk, row)] += 1
+    if claimed:
+        with EmailBatch() as mailer:
+            for pk in notification_ids:
+                row = _read_claimed(pk)
+                counts[SKIPPED if row is None else _deliver_claimed(pk, row, mailer)] += 1
+        return counts
+    size = batch_size()
+    todo = list(notification_ids)
+    while todo:
+        chunk, todo = todo[:size], todo[size:]
+        batch = claim_batch(size, ids=chunk)
+        counts[SKIPPED] += len(chunk) - len(batch.rows)
+        done, given_back, _ = _deliver_batch(batch)
+        _add(counts, done)
+        todo = given_back + todo  # claimed again, with a lease of their own
     return counts
+
+
+def drain(limit: int | None = None, *, size: int | None = None) -> dict[str, int]:
+    """Deliver the rows due now, oldest first, in batches of ``size`` (default
+    :func:`batch_size`), at most ``limit``; each row at most once in a pass.
+
+    What ``manage.py paygate_send_notifications`` and the ``drain_notifications`` task run.
+    """
+    size = batch_size() if size is None else size
+    totals = {SENT: 0, FAILED: 0, SKIPPED: 0}
+    after: int | None = None
+    while limit is None or sum(totals.values()) < limit:
+        want = size if limit is None else min(size, limit - sum(totals.values()))
+        batch = claim_batch(want, after=after)
+        if not batch.rows:
+            break
+        done, _, after = _deliver_batch(batch)
+        _add(totals, done)  # the next claim starts after the last row started: rows given
+        # back are claimed again
+    return totals
+
+
+def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
+    for key, value in counts.items():
+        totals[key] += value
+
+
+def _deliver_batch(batch: Batch) -> tuple[dict[str, int], list[int], int]:
+    """Deliver the rows of ``batch`` one after another, each marked sent after its own
+    email, through one email connection; the counts, the ids given back unstarted, and the
+    id of the last row started.
+
+    A row after the first is started only until :attr:`Batch.start_by`; the rest are given
+    back (pending again, due at once), as they are when the worker is interrupted.
+    """
+    counts = {SENT: 0, FAILED: 0, SKIPPED: 0}
+    rows = batch.rows
+    if not rows:
+        return counts, [], 0
+    started = 0
+    try:
+        with EmailBatch() as mailer:
+            for row in rows:
+                if started and timezone.now() > batch.start_by:
+                    break
+                started += 1
+                counts[_deliver_claimed(row[_ID], row, mailer)] += 1
+    finally:
+        given_back = _give_back(rows[started:])
+    return counts, given_back, rows[started - 1][_ID]
+
+
+def _give_back(rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Release claimed rows that were never started: pending, due now, the attempt uncounted;
+    the ids released (a row whose claim is no longer this worker's is left alone)."""
+    released = []
+    for row in rows:
+        pk, attempt = row[_ID], row[_ATTEMPTS]
+        try:
+            if _update(sql.outbox().release, [Status.PENDING, pk, Status.SENDING, attempt]):
+                released.append(pk)
+        except Exception:  # the lease lapses and the drain takes the row then
+            logger.exception("Could not give back notification %s.", pk)
+    return released
 
 
 def _read_claimed(pk: int) -> Sequence[Any] | None:
     """The row with its related rows while it is still its first claim; else ``None``."""
     with sql.database().cursor() as cursor:
         cursor.execute(sql.outbox().load_first_claim, [pk, Status.SENDING, 1])
-        row: Sequence[Any] | None = cursor.fetchone()
-        return row
-
-
-def _claim_and_read(pk: int) -> Sequence[Any] | None:
-    """Claim ``pk``; ``None`` if this worker did not get it.
-
-    On PostgreSQL one statement claims the row and reads it with its payment, refund,
-    dispute and user (the claim commits with it); the row comes back. Elsewhere an
-    empty row: :func:`_load` reads it after the claim.
-    """
-    statement = sql.outbox().claim_and_load
-    if statement is None:
-        return () if claim(pk) else None
-    now = timezone.now()
-    params = [Status.SENDING, _when(now + lease()), pk, *_due_params(now)]
-    with sql.database().cursor() as cursor:
-        cursor.execute(statement, params)
         row: Sequence[Any] | None = cursor.fetchone()
         return row
 
@@ -270,21 +471,21 @@ def outbox_counts() -> dict[str, int]:
 SENT, FAILED, SKIPPED = "sent", "failed", "skipped"
 
 
-def _deliver_claimed(pk: int, row: Sequence[Any]) -> str:
+def _deliver_claimed(pk: int, row: Sequence[Any], mailer: EmailBatch) -> str:
     """Deliver a row this worker just claimed: ``sent``, ``failed`` or ``skipped`` (lease lost).
 
-    ``row`` is what the claim read (empty: read it now).
+    ``row`` is what the claim read; ``mailer`` sends the email (one connection per batch).
     """
     notification: Notification | None = None
     try:
-        # Read after the claim: ``attempts`` is this claim's number while the lease holds.
-        notification = _from_row(row) if row else _load(pk)
+        # Read with the claim: ``attempts`` is this claim's number while the lease holds.
+        notification = _from_row(row)
         # The signal's record matters only if an email follows it (it is what a retried
         # email must not repeat); for a signal-only kind, marking the row sent records it.
         record = notification.kind in EMAIL_FOR_KIND
         if not notification.signal_sent and not _send_signal(notification, record=record):
             return SKIPPED
-        send_notification_email(notification)
+        send_notification_email(notification, mailer=mailer)
     except Exception as exc:
         _retry_later(pk, notification, exc)
         return FAILED
@@ -297,7 +498,22 @@ def _deliver_claimed(pk: int, row: Sequence[Any]) -> str:
         Status.SENDING,
         notification.attempts,
     ]
-    return SENT if _update(sql.outbox().sent, params) else SKIPPED
+    return SENT if _update(_sent_statement(), params) else SKIPPED
+
+
+def _sent_statement() -> str:
+    """The mark: with ``NOTIFICATION_SYNC_COMMIT`` off, on PostgreSQL and outside a
+    transaction, one whose commit does not wait for the WAL to reach the disk."""
+    statements = sql.outbox()
+    db = sql.database()
+    if (
+        statements.sent_async is None
+        or paygate_settings.NOTIFICATION_SYNC_COMMIT
+        or db.in_atomic_block  # the caller's transaction is not ours to change
+        or not db.get_autocommit()
+    ):
+        return statements.sent
+    return statements.sent_async
 
 
 def _update(statement: str, params: list[Any]) -> bool:

@@ -381,9 +381,17 @@ def ping() -> None:
 
 @dataclass(frozen=True)
 class OutboxStatements:
+    #: Claim one row: ``UPDATE … WHERE id = … AND <due>``.
     claim: str
-    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement; ``None`` elsewhere.
-    claim_and_load: str | None
+    #: PostgreSQL: claim up to N due rows with ids above a key (the rows are picked by
+    #: ``FOR UPDATE SKIP LOCKED``) and read them with their related rows, in one
+    #: statement; ``None`` elsewhere.
+    claim_due: str | None
+    #: PostgreSQL: the same for the due rows among a list of ids (``= ANY(%s)``).
+    claim_listed: str | None
+    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement, for one id (cheaper to
+    #: plan than :attr:`claim_listed`); ``None`` elsewhere.
+    claim_one: str | None
     due_ids: str
     load: str
     #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
@@ -393,6 +401,42 @@ class OutboxStatements:
     loaded: tuple[type[Model], ...]
     signal_sent: str
     sent: str
+    #: PostgreSQL: :attr:`sent`, whose commit does not wait for the WAL flush
+    #: (``synchronous_commit`` off for its own transaction); ``None`` elsewhere.
+    sent_async: str | None
+    #: Give back a claimed row that was never started: pending again, its attempt uncounted.
+    release: str
+    # The parts the statements built for a number of rows are made of.
+    _table: str
+    _id: str
+    _due: str
+    _set_claim: str
+    _selected_from: str
+
+    @staticmethod
+    def _marks(count: int) -> str:
+        return ", ".join(["%s"] * count)
+
+    def due_ids_locked(self) -> str:
+        """:attr:`due_ids` with ``LIMIT %s``, locking the rows it returns and skipping the
+        rows other transactions hold (``FOR UPDATE SKIP LOCKED``: MariaDB 10.6+, MySQL 8)."""
+        return f"{self.due_ids} LIMIT %s FOR UPDATE SKIP LOCKED"
+
+    def listed_ids_locked(self, count: int) -> str:
+        """The due ids among ``count`` ids, locked as :meth:`due_ids_locked` locks them."""
+        return (
+            f"SELECT {self._id} FROM {self._table} WHERE {self._id} IN ({self._marks(count)}) "
+            f"AND {self._due} ORDER BY {self._id} FOR UPDATE SKIP LOCKED"
+        )
+
+    def claim_ids(self, count: int) -> str:
+        """:attr:`claim` for ``count`` ids in one ``UPDATE`` (each one only if still due)."""
+        return f"{self._set_claim} WHERE {self._id} IN ({self._marks(count)}) AND {self._due}"
+
+    def load_ids(self, count: int) -> str:
+        """:attr:`load` for ``count`` ids, in id order."""
+        where = f"n.{self._id} IN ({self._marks(count)})"
+        return f"{self._selected_from} WHERE {where} ORDER BY n.{self._id}"
 
 
 @cache
@@ -401,6 +445,7 @@ def outbox() -> OutboxStatements:
     from django_paygate.models import Notification
 
     qn = database().ops.quote_name
+    postgresql = database().vendor == "postgresql"
     table = qn(Notification._meta.db_table)
     status, next_at, attempts, id_ = qn("status"), qn("next_attempt_at"), qn("attempts"), qn("id")
     # Due now: pending and past its backoff, or sending with a lapsed lease.
@@ -424,15 +469,43 @@ def outbox() -> OutboxStatements:
     selected = ", ".join(
         columns(model, alias) for model, alias in zip(loaded, "nprdu", strict=True)
     )
-    claim = (
-        f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s "
-        f"WHERE {id_} = %s AND {due}"
+    set_claim = f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} + 1, {next_at} = %s"
+    claim = f"{set_claim} WHERE {id_} = %s AND {due}"
+
+    def claim_and_read(picked: str) -> str:
+        # The subquery picks and locks the rows, skipping those other workers hold; each
+        # is claimed only if it is still due, as the one-row claim does. MATERIALIZED: it
+        # runs once. As a plain ``IN (subquery)`` the planner may run it again for every
+        # row it updates, and each run would lock and claim the next rows past the limit.
+        return (
+            f"WITH picked AS MATERIALIZED ({picked} FOR UPDATE SKIP LOCKED), "
+            f"n AS ({set_claim} WHERE {id_} IN (SELECT {id_} FROM picked) AND {due} "
+            f"RETURNING *) SELECT {selected} FROM n {joined} ORDER BY n.{id_}"
+        )
+
+    due_ids = f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}"
+    sent_set = (
+        f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
+        f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = ''"
     )
-    together = f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
+    mine = f"{id_} = %s AND {status} = %s AND {attempts} = %s"
+    # set_config(..., true) lasts until the end of the statement's own transaction, whose
+    # commit it governs: one round trip, as the plain statement.
+    no_flush = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS paygate_async"
     return OutboxStatements(
         claim=claim,
-        claim_and_load=together if database().vendor == "postgresql" else None,
-        due_ids=f"SELECT {id_} FROM {table} WHERE {due} AND {id_} > %s ORDER BY {id_}",
+        claim_due=claim_and_read(f"{due_ids} LIMIT %s") if postgresql else None,
+        claim_listed=(
+            claim_and_read(f"SELECT {id_} FROM {table} WHERE {id_} = ANY(%s) AND {due}")
+            if postgresql
+            else None
+        ),
+        claim_one=(
+            f"WITH n AS ({claim} RETURNING *) SELECT {selected} FROM n {joined}"
+            if postgresql
+            else None
+        ),
+        due_ids=due_ids,
         load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
         load_first_claim=(
             f"SELECT {selected} FROM {table} n {joined} "
@@ -443,11 +516,17 @@ def outbox() -> OutboxStatements:
             f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "
             f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
         ),
-        sent=(
-            f"UPDATE {table} SET {status} = %s, {qn('signal_sent')} = %s, {qn('sent_at')} = %s, "
-            f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = '' "
-            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
+        sent=f"{sent_set} WHERE {mine}",
+        sent_async=f"{sent_set} {no_flush} WHERE {mine}" if postgresql else None,
+        release=(
+            f"UPDATE {table} SET {status} = %s, {attempts} = {attempts} - 1, "
+            f"{next_at} = NULL WHERE {mine}"
         ),
+        _table=table,
+        _id=id_,
+        _due=due,
+        _set_claim=set_claim,
+        _selected_from=f"SELECT {selected} FROM {table} n {joined}",
     )
 
 

@@ -60,6 +60,6 @@ def deliver_notifications_on(backend: str) -> Any:
 @task()
 def drain_notifications(limit: int | None = None) -> dict[str, Any]:
     """Deliver every row due now (at most ``limit``); schedule it on a worker as a safety net."""
-    from django_paygate.notifications import deliver, due_ids
+    from django_paygate.notifications import drain
 
-    return deliver(due_ids(limit))
+    return drain(limit)

@@ -2,9 +2,11 @@
 
 Sends the post-commit signals and emails of notifications that are due: new
 rows whose task never ran (no worker, a crash), failed sends whose backoff has
-passed, and rows whose worker died while sending (lease expired). Each row is
-claimed by one conditional update, so several copies of this command, or a
-command and the task workers, never send a message twice.
+passed, and rows whose worker died while sending (lease expired). Rows are
+claimed in batches (``PAYGATE["NOTIFICATION_BATCH_SIZE"]``, ``--batch-size``): one
+statement takes the next due rows that no other worker holds, each only while it
+is due, so several copies of this command, or a command and the task workers,
+never send a message twice. Each row is marked sent right after its own email.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_paygate import notifications
-
-BATCH_SIZE = 200
+from django_paygate.conf import INTEGER_MAXIMUMS
 
 
 class Command(BaseCommand):
@@ -28,6 +29,12 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Deliver at most this many notifications per pass (default: all that are due).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Rows claimed at once (default: PAYGATE['NOTIFICATION_BATCH_SIZE'], 50).",
         )
         parser.add_argument(
             "--loop",
@@ -57,12 +64,16 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1.")
         if options["interval"] <= 0:
             raise CommandError("--interval must be positive.")
+        size: int | None = options["batch_size"]
+        most = INTEGER_MAXIMUMS["NOTIFICATION_BATCH_SIZE"]
+        if size is not None and not 1 <= size <= most:
+            raise CommandError(f"--batch-size must be from 1 to {most}.")
         if options["now"] or options["retry_failed"]:
             requeued = notifications.requeue(waiting=options["now"], failed=options["retry_failed"])
             self.stdout.write(f"Requeued {requeued} notification(s).")
         try:
             while True:
-                totals = self.drain(limit)
+                totals = self.drain(limit, size)
                 self.report(totals)
                 if not options["loop"]:
                     break
@@ -70,19 +81,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
 
-    def drain(self, limit: int | None) -> dict[str, int]:
-        """One pass over the rows due now, oldest first; each row at most once."""
-        totals = {"sent": 0, "failed": 0, "skipped": 0}
-        last: int | None = None
-        while limit is None or sum(totals.values()) < limit:
-            size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - sum(totals.values()))
-            ids = notifications.due_ids(size, after=last)
-            if not ids:
-                break
-            for key, value in notifications.deliver(ids).items():
-                totals[key] += value
-            last = ids[-1]
-        return totals
+    def drain(self, limit: int | None, size: int | None = None) -> dict[str, int]:
+        """One pass over the rows due now, oldest first, in batches; each row at most once."""
+        return notifications.drain(limit, size=size)
 
     def report(self, totals: dict[str, int]) -> None:
         counts = notifications.outbox_counts()
