@@ -447,8 +447,14 @@ class Notification(models.Model):
     payment = models.ForeignKey(
         PAYMENT_MODEL, on_delete=models.CASCADE, related_name="notifications"
     )
-    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE)
-    dispute = models.ForeignKey(Dispute, null=True, blank=True, on_delete=models.CASCADE)
+    # Indexed only where set (see Meta): most rows name neither, and every index is
+    # written again by each update of the row (its claim, its mark).
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.CASCADE, db_index=False
+    )
+    dispute = models.ForeignKey(
+        Dispute, null=True, blank=True, on_delete=models.CASCADE, db_index=False
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
     )
@@ -460,9 +466,7 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     #: The id the email service gave the message (anymail's ``anymail_status.message_id``).
-    esp_message_id = models.CharField(
-        _("ESP message id"), max_length=255, blank=True, db_index=True
-    )
+    esp_message_id = models.CharField(_("ESP message id"), max_length=255, blank=True)
     #: The latest tracking event the email service reported (anymail's event type:
     #: ``delivered``, ``bounced``, ``complained``, ``rejected``…); empty: none yet.
     delivery_status = models.CharField(_("delivery"), max_length=32, blank=True)
@@ -475,6 +479,18 @@ class Notification(models.Model):
         ordering = ("id",)
         indexes = [
             models.Index(fields=("status", "next_attempt_at"), name="paygate_notification_due_idx"),
+            # Looked up by equality only (tracking events): no LIKE index beside it.
+            models.Index(fields=("esp_message_id",), name="paygate_notif_esp_idx"),
+            models.Index(
+                fields=("refund",),
+                condition=models.Q(refund__isnull=False),
+                name="paygate_notif_refund_idx",
+            ),
+            models.Index(
+                fields=("dispute",),
+                condition=models.Q(dispute__isnull=False),
+                name="paygate_notif_dispute_idx",
+            ),
         ]
 
     def __str__(self) -> str:
