@@ -109,7 +109,7 @@ def write(*writes: sql.Write) -> None:
             deliver_after_commit(pk)
 
 
-def payment_update(payment: AnyPayment, *fields: str) -> sql.Write:
+def _payment_update(payment: AnyPayment, *fields: str) -> sql.Write:
     """The update of a locked ``payment``'s ``fields`` (and ``updated_at``)."""
     return sql.update(payment, [*fields, "updated_at"])
 
@@ -171,7 +171,7 @@ def change(
     payment.status = to_status.value
     changed = {"status", *fields, *_stamp(payment, to_status)}
     writes = [
-        payment_update(payment, *changed),
+        _payment_update(payment, *changed),
         audit(payment, origin, from_status=old.value, amount=amount, note=note, refund=refund),
     ]
     if to_status != old and not ledger and to_status in _NOTIFY_ON:
@@ -223,7 +223,7 @@ def flag_for_review(
         f"{payment.review_reason}\n{reason}" if payment.review_reason else reason
     )[-2000:]
     writes = [
-        payment_update(payment, "needs_review", "review_code", "review_reason", *fields),
+        _payment_update(payment, "needs_review", "review_code", "review_reason", *fields),
         audit(payment, origin, note=f"needs review: {reason}"),
     ]
     if first:
@@ -245,7 +245,7 @@ def apply_payment(payment: AnyPayment, result: ProviderPayment, origin: Origin) 
     that disagrees with the row sets ``needs_review`` and changes nothing.
     """
     status = result.status
-    other = other_object(payment, result.provider_data)
+    other = _other_object(payment, result.provider_data)
     moves, news = _reach(PaymentStatus(payment.status), status, other)
     fields = _link(payment, result, news)
     problem = _payment_problem(payment, result, news, other)
@@ -261,7 +261,7 @@ def apply_payment(payment: AnyPayment, result: ProviderPayment, origin: Origin) 
         fields += ["failure_code", "failure_message"]
     if not moves:
         if fields:
-            write(payment_update(payment, *fields))
+            write(_payment_update(payment, *fields))
         return bool(fields)
     assert status is not None
     moved = payment.amount_captured if status == P.SUCCEEDED else None
@@ -363,7 +363,7 @@ def _review_changed_payable(payment: AnyPayment, origin: Origin) -> None:
         )
 
 
-def other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
+def _other_object(payment: AnyPayment, reported: Mapping[str, Any]) -> str:
     """The attempt ``reported`` names when it is not the one ``payment`` rests on, or "".
 
     Only for providers whose payment may have several attempts (``attempt_key``:
@@ -480,7 +480,7 @@ def _refund_problem(payment: AnyPayment, result: ProviderRefund, refund: Refund 
     if refund is not None:
         return None
     about = f"refund {result.provider_refund_id} of {result.amount}"
-    other = other_object(payment, result.provider_data)
+    other = _other_object(payment, result.provider_data)
     if other:
         return R.REFUND_OTHER_ATTEMPT, f"{about} is for {other}"
     over = result.status in _OVER
@@ -553,14 +553,14 @@ def _find_refund(payment: AnyPayment, result: ProviderRefund) -> Refund | None:
     :class:`_AmbiguousRefund` rather than guess (see docs/decisions.md).
     """
     exact = Q(provider_refund_id=result.provider_refund_id)
-    if result.our_refund_id and is_uuid(result.our_refund_id):
+    if result.our_refund_id and _is_uuid(result.our_refund_id):
         exact |= Q(pk=result.our_refund_id)
     rows = Refund.objects.select_for_update().filter(payment=payment)
     early = (
         not result.our_refund_id
         and result.provider_refund_id
         and (result.currency or payment.currency).upper() == payment.currency
-        and not other_object(payment, result.provider_data)
+        and not _other_object(payment, result.provider_data)
     )
     if not early:
         return rows.filter(exact).first()
@@ -610,7 +610,7 @@ def apply_dispute(payment: AnyPayment, result: ProviderDispute, origin: Origin) 
     return dispute
 
 
-def is_uuid(value: str) -> bool:
+def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -635,7 +635,7 @@ def payment_lookup(
     The webhook inbox runs it inside its claim, so that finding and locking
     the payment cost no statement of their own.
     """
-    by_our_id = bool(event.our_payment_id and is_uuid(event.our_payment_id))
+    by_our_id = bool(event.our_payment_id and _is_uuid(event.our_payment_id))
     if not (event.provider_payment_id or by_our_id):
         return None
     Payment = get_payment_model()
