@@ -262,6 +262,15 @@ def _build_urls() -> None:
 # ---------------------------------------------------------------------------
 
 #: (module, function, phase label). Each phase's figures exclude the phases it calls.
+#: The phases of building and sending one email, in both profiles.
+EMAIL_PHASES = (
+    ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
+    ("django_paygate.emails", "render_email", "email: language activation"),
+    ("django_paygate.emails", "build_context", "email: build the context"),
+    ("django_paygate.emails", "_render_message", "email: build the message"),
+    ("django_paygate.emails", "_render", "email: render three templates"),
+    ("django_paygate.emails", "send_message", "email: the backend call"),
+)
 PHASES = (
     ("django_paygate.webhooks", "receive_webhook", "webhook: verify, inbox, apply, commit"),
     ("django_paygate.notifications", "enqueue", "Tasks framework: enqueue and run"),
@@ -273,12 +282,7 @@ PHASES = (
     ("django_paygate.notifications", "_send_signal", "post-commit signal (send_robust)"),
     ("django_paygate.notifications", "_update", "UPDATE + commit"),
     ("django_paygate.notifications", "send_notification_email", "email: the rest"),
-    ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
-    ("django_paygate.emails", "render_email", "email: language activation"),
-    ("django_paygate.emails", "build_context", "email: build the context"),
-    ("django_paygate.emails", "_render_message", "email: build the message"),
-    ("django_paygate.emails", "_render", "email: render three templates"),
-    ("django_paygate.emails", "send_message", "email: the backend call"),
+    *EMAIL_PHASES,
 )
 #: The phases of ``--profile-worker``: the drain command in this process.
 WORKER_PHASES = (
@@ -292,12 +296,7 @@ WORKER_PHASES = (
     ("django_paygate.notifications", "_send_signal", "post-commit signal (no receivers)"),
     ("django_paygate.notifications", "_update", "UPDATE + commit"),
     ("django_paygate.notifications", "send_notification_email", "email: the rest"),
-    ("django_paygate.emails", "get_email_settings", "email: read and check settings"),
-    ("django_paygate.emails", "render_email", "email: language activation"),
-    ("django_paygate.emails", "build_context", "email: build the context"),
-    ("django_paygate.emails", "_render_message", "email: build the message"),
-    ("django_paygate.emails", "_render", "email: render three templates"),
-    ("django_paygate.emails", "send_message", "email: the backend call"),
+    *EMAIL_PHASES,
     ("django_paygate.emails", "EmailBatch.send", "email: the backend call"),
 )
 PROFILE_RESET_PATH = "/bench/profile-reset/"

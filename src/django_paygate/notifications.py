@@ -368,9 +368,9 @@ def drain(limit: int | None = None, *, size: int | None = None) -> dict[str, int
         batch = claim_batch(want, after=after)
         if not batch.rows:
             break
+        # The next claim starts after the last row started: rows given back are claimed again.
         done, _, after = _deliver_batch(batch)
-        _add(totals, done)  # the next claim starts after the last row started: rows given
-        # back are claimed again
+        _add(totals, done)
     return totals
 
 
@@ -523,18 +523,8 @@ def _update(statement: str, params: list[Any]) -> bool:
         return cursor.rowcount == 1
 
 
-def _load(pk: int) -> Notification:
-    """A claimed row with its payment (and the payment's user), refund and dispute."""
-    with sql.database().cursor() as cursor:
-        cursor.execute(sql.outbox().load, [pk])
-        row = cursor.fetchone()
-    if row is None:
-        raise Notification.DoesNotExist(f"No notification {pk}.")
-    return _from_row(row)
-
-
 def _from_row(row: Sequence[Any]) -> Notification:
-    """The notification and its related rows from the columns :attr:`_Statements.load` selects."""
+    """The notification and its related rows from the columns the outbox statements select."""
     statements = sql.outbox()
     parts: list[Sequence[Any]] = []
     for model in statements.loaded:

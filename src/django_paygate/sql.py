@@ -389,14 +389,14 @@ class OutboxStatements:
     claim_due: str | None
     #: PostgreSQL: the same for the due rows among a list of ids (``= ANY(%s)``).
     claim_listed: str | None
-    #: PostgreSQL: :attr:`claim` and :attr:`load` in one statement, for one id (cheaper to
-    #: plan than :attr:`claim_listed`); ``None`` elsewhere.
+    #: PostgreSQL: :attr:`claim` and the read of the row with its related rows in one
+    #: statement, for one id (cheaper to plan than :attr:`claim_listed`); ``None`` elsewhere.
     claim_one: str | None
     due_ids: str
-    load: str
-    #: :attr:`load`, only while the row is ``sending`` with the given attempt number.
+    #: Read a row with its related rows, only while it is ``sending`` with the given
+    #: attempt number.
     load_first_claim: str
-    #: The models whose columns :attr:`load` selects, in order: the notification,
+    #: The models whose columns the reads select, in order: the notification,
     #: its payment, refund and dispute, the payment's user.
     loaded: tuple[type[Model], ...]
     signal_sent: str
@@ -434,7 +434,7 @@ class OutboxStatements:
         return f"{self._set_claim} WHERE {self._id} IN ({self._marks(count)}) AND {self._due}"
 
     def load_ids(self, count: int) -> str:
-        """:attr:`load` for ``count`` ids, in id order."""
+        """Read ``count`` rows with their related rows, in id order."""
         where = f"n.{self._id} IN ({self._marks(count)})"
         return f"{self._selected_from} WHERE {where} ORDER BY n.{self._id}"
 
@@ -489,6 +489,7 @@ def outbox() -> OutboxStatements:
         f"{qn('esp_message_id')} = %s, {next_at} = NULL, {qn('last_error')} = ''"
     )
     mine = f"{id_} = %s AND {status} = %s AND {attempts} = %s"
+    selected_from = f"SELECT {selected} FROM {table} n {joined}"
     # set_config(..., true) lasts until the end of the statement's own transaction, whose
     # commit it governs: one round trip, as the plain statement.
     no_flush = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS paygate_async"
@@ -506,16 +507,11 @@ def outbox() -> OutboxStatements:
             else None
         ),
         due_ids=due_ids,
-        load=f"SELECT {selected} FROM {table} n {joined} WHERE n.{id_} = %s",
         load_first_claim=(
-            f"SELECT {selected} FROM {table} n {joined} "
-            f"WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
+            f"{selected_from} WHERE n.{id_} = %s AND n.{status} = %s AND n.{attempts} = %s"
         ),
         loaded=loaded,
-        signal_sent=(
-            f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s "
-            f"WHERE {id_} = %s AND {status} = %s AND {attempts} = %s"
-        ),
+        signal_sent=f"UPDATE {table} SET {qn('signal_sent')} = %s, {next_at} = %s WHERE {mine}",
         sent=f"{sent_set} WHERE {mine}",
         sent_async=f"{sent_set} {no_flush} WHERE {mine}" if postgresql else None,
         release=(
@@ -526,7 +522,7 @@ def outbox() -> OutboxStatements:
         _id=id_,
         _due=due,
         _set_claim=set_claim,
-        _selected_from=f"SELECT {selected} FROM {table} n {joined}",
+        _selected_from=selected_from,
     )
 
 

@@ -343,7 +343,7 @@ def test_the_lease_is_a_setting_and_recording_the_signal_renews_it(
     monkeypatch.setattr(timezone, "now", lambda: signaled_at)
     signals.payment_succeeded.connect(_ignore)
     try:
-        assert notifications._send_signal(notifications._load(row.pk))
+        assert notifications._send_signal(Notification.objects.get(pk=row.pk))
     finally:
         signals.payment_succeeded.disconnect(_ignore)
     row.refresh_from_db()
